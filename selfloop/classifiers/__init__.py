@@ -1,0 +1,1 @@
+"""Downstream classifiers: backbones by name and the ImageClassifier LightningModule."""

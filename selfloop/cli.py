@@ -1,0 +1,97 @@
+"""``python main.py fit --config configs/X.yaml``: LightningCLI whose ``fit`` runs the generation loop."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from jsonargparse import lazy_instance
+
+from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.data.base import SelfLoopDataModule
+from selfloop.data.queue import StackingQueue
+from selfloop.filtering.sample_filter import SampleFilter
+from selfloop.generators.base import ConditionalGenerator
+from selfloop.generators.dcgan import ConditionalDCGAN
+from selfloop.io import atomic_write_text
+from selfloop.loop import SelfConsumingLoop
+from selfloop.loop_config import LoopConfig
+from selfloop.manifest import Manifest
+from selfloop.metrics_log import MetricsLog
+from selfloop.run_dir import RunDirectory, RunDirectoryError
+from selfloop.run_state import RunState
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_epochs": 50,
+    "enable_checkpointing": False,
+    "log_every_n_steps": 10,
+}
+
+
+class SelfLoopCLI(LightningCLI):
+    """The selfloop command line.
+
+    Config groups: ``trainer`` (shared by every phase; ``max_epochs`` caps classifier fits), ``model``
+    (the classifier's hyperparameters), ``data`` (a ``SelfLoopDataModule``), ``generator`` (a
+    ``ConditionalGenerator``), ``filter`` (``SampleFilter``) and ``loop`` (``LoopConfig``).
+    ``fit`` runs the whole self-consuming loop, building a fresh Trainer per phase from the parsed
+    config (instantiating the trainer twice would duplicate callbacks).
+    """
+
+    def __init__(self, args: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        super().__init__(
+            ImageClassifier,
+            SelfLoopDataModule,
+            subclass_mode_data=True,
+            save_config_callback=None,
+            auto_configure_optimizers=False,
+            seed_everything_default=False,
+            args=args,
+            **kwargs,
+        )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_dataclass_arguments(LoopConfig, "loop")
+        parser.add_subclass_arguments(ConditionalGenerator, "generator", default=lazy_instance(ConditionalDCGAN))
+        parser.add_class_arguments(SampleFilter, "filter")
+        for source, target in [("num_classes", "num_classes"), ("channels", "in_channels"), ("image_size", "image_size")]:
+            parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
+        for attr in ("num_classes", "channels", "image_size"):
+            parser.link_arguments(f"data.{attr}", f"generator.init_args.{attr}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        loop = config.loop
+        loop_config = LoopConfig(**{k: v for k, v in vars(loop).items() if not k.startswith("__")})
+        problems = loop_config.problems(config.model.arch)
+        if problems:
+            self.parser.error("; ".join(problems))
+
+    def fit(self, model: ImageClassifier, datamodule: SelfLoopDataModule, **_: Any) -> None:
+        config = self.config_init[self.subcommand]
+        loop: LoopConfig = config.loop
+        run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
+        try:
+            run.create()
+        except RunDirectoryError as err:
+            sys.exit(f"error: {err}")
+        resumed = run.manifest_file.is_file()
+        manifest = Manifest.load(run.manifest_file) if resumed else Manifest(seed=loop.seed)
+        queue = StackingQueue.from_state(run.queue_dir, loop.queue_capacity, manifest.queue)
+        state = RunState(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
+        if not resumed:
+            parser = self._parser(self.subcommand)
+            atomic_write_text(run.config_file, parser.dump(self.config[self.subcommand], skip_none=False))
+            state.save_manifest()
+        trainer_kwargs = dict(self._get(self.config_init, "trainer", default={}))
+        SelfConsumingLoop(loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state).run()
+
+
+def main(args: Any = None) -> None:
+    SelfLoopCLI(args=args)

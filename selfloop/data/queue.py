@@ -1,0 +1,115 @@
+"""Data stacking: a bounded FIFO queue of per-generation shards of generated images."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from selfloop.data.image_set import ImageSet
+from selfloop.io import atomic_torch_save, sha256_file
+
+
+class ShardError(RuntimeError):
+    """A queue shard is missing or does not match the hash the manifest recorded."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Provenance of one generation's kept samples."""
+
+    generation: int
+    file: str
+    sha256: str
+    count: int
+
+
+class StackingQueue:
+    """FIFO of per-generation shards on disk, holding at most ``capacity`` generations.
+
+    Each shard is a ``torch.save`` file with uint8 ``images (N, C, H, W)``, int64 ``labels`` (the
+    intended classes), float32 ``scores`` (the filter's scores of the kept samples) and the
+    ``generation`` id. The queue's state (which shards, their hashes) lives in the run manifest:
+    ``state()`` / ``from_state`` move it there and back.
+
+    Durability: ``push`` writes the new shard atomically and returns the evicted shards without
+    deleting them; the caller makes the manifest durable first and then calls ``discard``, so a crash
+    never leaves a manifest that names a deleted shard.
+
+    Args:
+        folder: where shard files live.
+        capacity: the most generations kept (the paper's D/S; 3 in its experiments).
+        shards: shards already in the queue, oldest first.
+    """
+
+    def __init__(self, folder: str | Path, capacity: int, shards: list[Shard] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"--loop.queue_capacity must be >= 1, got {capacity}")
+        self.folder = Path(folder)
+        self.capacity = capacity
+        self.shards: list[Shard] = list(shards or [])
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    @property
+    def generations(self) -> list[int]:
+        """Generation ids in the queue, oldest first."""
+        return [s.generation for s in self.shards]
+
+    def shard_path(self, generation: int) -> Path:
+        return self.folder / f"gen_{generation:03d}.pt"
+
+    def push(self, generation: int, images: Tensor, labels: Tensor, scores: Tensor) -> list[Shard]:
+        """Write a generation's shard and enqueue it; return the shards evicted to respect capacity."""
+        if images.dtype != torch.uint8:
+            raise ValueError(f"shard images must be uint8, got {images.dtype}")
+        if generation in self.generations:
+            raise ValueError(f"generation {generation} is already in the queue")
+        path = self.shard_path(generation)
+        payload = {
+            "images": images.contiguous().cpu(),
+            "labels": labels.long().cpu(),
+            "scores": scores.float().cpu(),
+            "generation": generation,
+        }
+        atomic_torch_save(path, payload)
+        self.shards.append(Shard(generation, path.name, sha256_file(path), len(images)))
+        evicted = self.shards[: max(0, len(self.shards) - self.capacity)]
+        self.shards = self.shards[len(evicted) :]
+        return evicted
+
+    def discard(self, evicted: list[Shard]) -> None:
+        """Delete evicted shard files (call after the manifest no longer names them)."""
+        for shard in evicted:
+            (self.folder / shard.file).unlink(missing_ok=True)
+
+    def load_shard(self, shard: Shard) -> dict:
+        """Read a shard after checking its hash against the manifest."""
+        path = self.folder / shard.file
+        if not path.is_file():
+            raise ShardError(f"queue shard {path} is missing; the manifest lists it for generation {shard.generation}")
+        if sha256_file(path) != shard.sha256:
+            raise ShardError(
+                f"queue shard {path} does not match the hash in the manifest (truncated or edited); "
+                "delete it and rerun the same command to regenerate that generation"
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def load(self) -> ImageSet | None:
+        """All generated images in the queue as one image set, or ``None`` when the queue is empty."""
+        if not self.shards:
+            return None
+        parts = [self.load_shard(s) for s in self.shards]
+        return ImageSet.generated(torch.cat([p["images"] for p in parts]), torch.cat([p["labels"] for p in parts]))
+
+    def state(self) -> list[dict]:
+        """The queue as JSON-serialisable rows, oldest first."""
+        return [asdict(s) for s in self.shards]
+
+    @classmethod
+    def from_state(cls, folder: str | Path, capacity: int, state: list[dict]) -> StackingQueue:
+        """Rebuild the queue from ``state()`` rows."""
+        return cls(folder, capacity, [Shard(**row) for row in state])

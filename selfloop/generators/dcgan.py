@@ -1,0 +1,161 @@
+"""Conditional DCGAN with an auxiliary classifier (AC-GAN) for 28-64 px images."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_uint8
+
+
+def _num_upsamplings(image_size: int) -> int:
+    steps = math.log2(image_size / 4)
+    if image_size < 16 or steps != int(steps):
+        raise ValueError(f"the DCGAN needs --data.image_size = 4 * 2^k >= 16 (16, 32, 64, ...), got {image_size}")
+    return int(steps)
+
+
+class _Generator(nn.Module):
+    def __init__(self, latent_dim: int, num_classes: int, channels: int, image_size: int, width: int) -> None:
+        super().__init__()
+        steps = _num_upsamplings(image_size)
+        top = width * 2 ** (steps - 1)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + num_classes, top * 16, bias=False), nn.BatchNorm1d(top * 16), nn.ReLU(True)
+        )
+        self.top = top
+        layers: list[nn.Module] = []
+        ch = top
+        for _ in range(steps - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, onehot: Tensor) -> Tensor:
+        x = self.project(torch.cat([z, onehot], dim=1))
+        return self.net(x.view(len(x), self.top, 4, 4))
+
+
+class _Discriminator(nn.Module):
+    def __init__(self, num_classes: int, channels: int, image_size: int, width: int) -> None:
+        super().__init__()
+        steps = _num_upsamplings(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = width
+        for _ in range(steps - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.adversarial = nn.Linear(ch * 16, 1)
+        # Projection-style conditioning: the real/fake score also sees the label, and the auxiliary
+        # head must name the class (AC-GAN). Both push the generator to draw the intended class.
+        self.embed = nn.Embedding(num_classes, ch * 16)
+        self.classify = nn.Linear(ch * 16, num_classes)
+
+    def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(images)
+        score = self.adversarial(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+        return score, self.classify(h)
+
+
+class ConditionalDCGAN(ConditionalGenerator):
+    """Class-conditional DCGAN: one-hot conditioning, projection discriminator and AC-GAN head.
+
+    Trained with manual optimisation as in Lightning's GAN example: a discriminator step, then a
+    generator step, per batch.
+
+    Args:
+        num_classes: classes to condition on (linked from the data set).
+        channels: image channels (linked from the data set).
+        image_size: image side, 4 * 2^k (linked from the data set).
+        latent_dim: size of the noise vector.
+        width: channels of the first discriminator layer / last generator layer.
+        lr: Adam learning rate of both networks.
+        beta1: Adam beta1 (0.5 as in DCGAN).
+        aux_weight: weight of the auxiliary classification loss.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 3,
+        image_size: int = 32,
+        latent_dim: int = 64,
+        width: int = 32,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        aux_weight: float = 1.0,
+    ) -> None:
+        super().__init__(num_classes, channels, image_size)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = _Generator(latent_dim, num_classes, channels, image_size, width)
+        self.discriminator = _Discriminator(num_classes, channels, image_size, width)
+        self.apply(_dcgan_init)
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        return self.generator(z, F.one_hot(labels, self.num_classes).float())
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        images, labels, _ = batch
+        real = to_signed_unit(images)
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(len(real), self.hparams.latent_dim, device=self.device)
+        fake_labels = torch.randint(0, self.num_classes, (len(real),), device=self.device)
+        fake = self(z, fake_labels)
+
+        self.toggle_optimizer(opt_d)
+        real_score, real_logits = self.discriminator(real, labels)
+        fake_score, fake_logits = self.discriminator(fake.detach(), fake_labels)
+        adv_d = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
+        aux_d = F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, fake_labels)
+        loss_d = adv_d + self.hparams.aux_weight * aux_d
+        self.manual_backward(loss_d)
+        opt_d.step()
+        opt_d.zero_grad()
+        self.untoggle_optimizer(opt_d)
+
+        self.toggle_optimizer(opt_g)
+        fake_score, fake_logits = self.discriminator(fake, fake_labels)
+        loss_g = F.softplus(-fake_score).mean() + self.hparams.aux_weight * F.cross_entropy(fake_logits, fake_labels)
+        self.manual_backward(loss_g)
+        opt_g.step()
+        opt_g.zero_grad()
+        self.untoggle_optimizer(opt_g)
+
+        self.log_dict({"loss_d": loss_d, "loss_g": loss_g}, prog_bar=True, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        betas = (self.hparams.beta1, 0.999)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas)
+        return [opt_g, opt_d]
+
+    @torch.no_grad()
+    def sample(self, labels: Tensor, seed: int, batch_size: int = 256) -> Tensor:
+        was_training = self.training
+        self.eval()
+        generator = torch.Generator().manual_seed(seed)
+        out = []
+        for chunk in labels.split(batch_size):
+            z = torch.randn(len(chunk), self.hparams.latent_dim, generator=generator).to(self.device)
+            out.append(to_uint8(self(z, chunk.to(self.device))).cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    # DCGAN's N(0, 0.02) initialisation keeps early training stable.
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,165 @@
+"""The generation loop: a fresh Trainer and a fresh model for every training phase."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
+from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.data.base import SelfLoopDataModule
+from selfloop.filtering.sample_filter import SampleFilter
+from selfloop.generators.base import ConditionalGenerator
+from selfloop.io import atomic_torch_save
+from selfloop.loop_config import LoopConfig
+from selfloop.run_state import RunState
+from selfloop.seeding import phase_seed, seed_phase
+
+
+class SelfConsumingLoop:
+    """Runs generation 0 (classifiers on real data) and generations 1..N.
+
+    Per generation n >= 1: a fresh generator g_n is fitted on real + queue; its
+    ``GenerationController`` samples, filters and pushes the survivors into the queue. Then, for
+    every generation, each arch of the panel gets a fresh classifier f_n fitted on real + queue, and
+    ``FairnessMetrics`` evaluates it on the test split. Phases already recorded in the manifest are
+    skipped, so rerunning an interrupted run continues where it stopped.
+
+    Args:
+        config: the ``loop`` group.
+        classifier: a classifier whose hyperparameters (``hparams``) make every f_n.
+        generator: a generator whose hyperparameters make every g_n.
+        datamodule: the data set.
+        sample_filter: the expert-guided filter.
+        trainer_kwargs: ``Trainer`` arguments from the ``trainer`` group (callbacks are copied per phase).
+        state: run directory, manifest, queue and metrics log.
+    """
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        classifier: ImageClassifier,
+        generator: ConditionalGenerator,
+        datamodule: SelfLoopDataModule,
+        sample_filter: SampleFilter,
+        trainer_kwargs: dict[str, Any],
+        state: RunState,
+    ) -> None:
+        self.config = config
+        self.classifier_hparams = _init_args(classifier)
+        self.generator_class = type(generator)
+        self.generator_hparams = _init_args(generator)
+        self.datamodule = datamodule
+        self.sample_filter = sample_filter
+        self.trainer_kwargs = dict(trainer_kwargs)
+        self.user_callbacks: list[Callback] = list(self.trainer_kwargs.pop("callbacks", None) or [])
+        self.state = state
+        self.archs = config.panel(classifier.hparams["arch"])
+        self.scorer_arch = config.scorer(classifier.hparams["arch"])
+
+    def run(self) -> None:
+        total = self.config.generations
+        for n in range(total + 1):
+            if n >= 1:
+                self._generation(n)
+            for arch in self.archs:
+                self._classifier(n, arch)
+        self.state.metrics.close()
+        rank_zero_info(f"[selfloop] done: {total} generations in {self.state.run.path}")
+
+    # Generator phase -----------------------------------------------------------------------------
+
+    def _generation(self, n: int) -> None:
+        manifest = self.state.manifest
+        if manifest.is_done(f"g{n}/filter"):
+            return
+        controller = GenerationController(
+            GenerationPlan(
+                generation=n,
+                seed=self.config.seed,
+                kept_per_class=self._kept_per_class(),
+                class_names=self.datamodule.class_names,
+                grid_per_class=self.config.grid_per_class,
+            ),
+            self.state,
+            self.sample_filter,
+            previous_classifier=self._load_classifier(n - 1, self.scorer_arch),
+            judge=self._load_classifier(0, self.scorer_arch),
+        )
+        seed = seed_phase(self.config.seed, n, "generator")
+        generator = self.generator_class(**self.generator_hparams)
+        generator.class_names = self.datamodule.class_names
+        if manifest.is_done(f"g{n}/generator"):
+            rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after fit")
+            generator.load_generator_state(torch.load(self.state.run.generator_weights(n), weights_only=True))
+            trainer = self._trainer(f"gen_{n:03d}", "generator", [], max_epochs=0)
+            trainer.strategy.setup_environment()
+            controller.resume(trainer, generator.to(trainer.strategy.root_device))
+            return
+        rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator_class.__name__}")
+        self._prepare_data(n, "generator", seed)
+        self.state.manifest.seeds[f"g{n}/generator"] = seed
+        trainer = self._trainer(f"gen_{n:03d}", "generator", [controller], max_epochs=self.config.generator_epochs)
+        trainer.fit(generator, datamodule=self.datamodule)
+
+    def _kept_per_class(self) -> int:
+        total = self.config.samples_count(len(self.datamodule.real.train))
+        return math.ceil(total / self.datamodule.num_classes)
+
+    # Classifier phase ----------------------------------------------------------------------------
+
+    def _classifier(self, n: int, arch: str) -> None:
+        key = f"g{n}/classifier/{arch}"
+        if self.state.manifest.is_done(key):
+            return
+        rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · classifier fit · {arch}")
+        seed = seed_phase(self.config.seed, n, "classifier", arch)
+        model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
+        self._prepare_data(n, "classifier", seed, arch)
+        results: dict = {}
+
+        def record(metrics: dict) -> None:
+            results.update(metrics)
+            self.state.metrics.log(n, arch, metrics)
+
+        evaluation = self.datamodule.evaluation_callback(record)
+        stopping = EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min")
+        trainer = self._trainer(f"gen_{n:03d}", arch, [stopping, evaluation])
+        trainer.fit(model, datamodule=self.datamodule)
+        if trainer.is_global_zero:
+            atomic_torch_save(self.state.run.classifier_weights(n, arch), model.state_dict())
+        trainer.strategy.barrier()
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float))
+        rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
+        self.state.complete(key, seed)
+
+    def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
+        model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
+        model.load_state_dict(torch.load(self.state.run.classifier_weights(n, arch), weights_only=True))
+        return model.eval()
+
+    # Shared --------------------------------------------------------------------------------------
+
+    def _prepare_data(self, n: int, phase: str, seed: int, arch: str = "") -> None:
+        """Rebuild the train set from real + queue and key the loader order to this phase."""
+        self.datamodule.set_generated(self.state.queue.load())
+        self.datamodule.loader_seed = phase_seed(self.config.seed, n, f"{phase}/loader", arch)
+
+    def _trainer(self, name: str, version: str, callbacks: list[Callback], **overrides: Any) -> L.Trainer:
+        kwargs = {**self.trainer_kwargs, **overrides}
+        kwargs["callbacks"] = copy.deepcopy(self.user_callbacks) + callbacks
+        kwargs["logger"] = TensorBoardLogger(self.state.run.phase_log_dir(), name=name, version=version)
+        kwargs["default_root_dir"] = str(self.state.run.path)
+        return L.Trainer(**kwargs)
+
+
+def _init_args(module: L.LightningModule) -> dict[str, Any]:
+    """The arguments that rebuild a fresh module (LightningCLI adds private keys to ``hparams``)."""
+    return {k: v for k, v in module.hparams.items() if not k.startswith("_")}

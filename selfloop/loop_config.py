@@ -1,0 +1,75 @@
+"""The ``loop`` config group: how many generations, how much generated data, which panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jsonargparse.typing import PositiveInt
+
+from selfloop.classifiers.backbones import Arch
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the self-consuming loop.
+
+    Args:
+        generations: N, the generations after generation 0 (classifiers on real data only). Each
+            generation n = 1..N trains a fresh generator on real + queue, samples, filters, pushes
+            to the queue, and trains and evaluates the classifier panel on real + queue.
+        queue_capacity: how many generations of samples the stacking queue keeps (paper: 3).
+        samples_per_generation: survivors added per generation: an int is a count, a float is a
+            fraction of the real training set (the paper's mix ratio p).
+        seed: base seed; every phase is seeded from (seed, generation, phase, arch).
+        archs: the classifier panel trained every generation (default: ``--model.arch`` alone).
+        scorer_arch: the arch whose f_{n-1} scores samples for the filter and whose f_0 judges
+            ``gen_label_acc`` (default: the first of ``archs``).
+        generator_epochs: epochs of every generator fit.
+        early_stopping_patience: validation epochs without improvement before a classifier stops
+            (its epoch cap is ``--trainer.max_epochs``).
+        grid_per_class: kept samples per class in each generation's PNG grid.
+        root: parent folder of runs.
+        name: runs go to ``<root>/<name>/version_<k>``.
+        run_dir: an explicit run directory (overrides root/name/version).
+    """
+
+    generations: PositiveInt = 3
+    queue_capacity: PositiveInt = 3
+    samples_per_generation: int | float = 0.5
+    seed: int = 0
+    archs: list[Arch] | None = None
+    scorer_arch: Arch | None = None
+    generator_epochs: PositiveInt = 30
+    early_stopping_patience: PositiveInt = 5
+    grid_per_class: PositiveInt = 8
+    root: str = "lightning_logs"
+    name: str = "selfloop"
+    run_dir: str | None = None
+
+    def problems(self, default_arch: str) -> list[str]:
+        """Messages naming each flag with an invalid value (empty when all are valid)."""
+        found = []
+        if isinstance(self.samples_per_generation, bool) or self.samples_per_generation <= 0:
+            found.append(
+                f"--loop.samples_per_generation must be a positive count (int) or a positive fraction of the "
+                f"real training set (float); got {self.samples_per_generation}"
+            )
+        panel = self.panel(default_arch)
+        if len(set(panel)) != len(panel):
+            found.append(f"--loop.archs lists an arch twice: {panel}")
+        if self.scorer_arch is not None and self.scorer_arch not in panel:
+            found.append(f"--loop.scorer_arch {self.scorer_arch!r} is not in the panel --loop.archs {panel}")
+        return found
+
+    def panel(self, default_arch: str) -> list[str]:
+        """The archs trained every generation."""
+        return list(self.archs) if self.archs else [default_arch]
+
+    def scorer(self, default_arch: str) -> str:
+        return self.scorer_arch or self.panel(default_arch)[0]
+
+    def samples_count(self, real_train_size: int) -> int:
+        """S as a count of images."""
+        if isinstance(self.samples_per_generation, float):
+            return max(1, round(self.samples_per_generation * real_train_size))
+        return self.samples_per_generation

@@ -1,0 +1,97 @@
+"""The layout of one run's directory: every file a run writes has its place here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory cannot be created or written."""
+
+
+class RunDirectory:
+    """Paths inside one run directory (``lightning_logs/<name>/version_<k>/`` by default).
+
+    Layout::
+
+        config.yaml                 resolved config of the run
+        manifest.json               phases completed, queue contents, seeds, shard hashes
+        metrics.csv                 tidy metrics: generation, arch, seed, metric, value
+        queue/gen_<n>.pt            queue shards (uint8 images, labels, scores, generation)
+        generations/gen_<n>/        generator weights and raw candidates of generation n
+        classifiers/gen_<n>/<arch>.pt   classifier weights f_n per arch
+        samples/gen_<n>.png         grid of kept samples, a row per class
+        summary/                    TensorBoard events: <arch>/<metric> with step = generation
+        phases/gen_<n>/<phase>/     TensorBoard events of each training phase
+
+    Args:
+        path: the run directory.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @staticmethod
+    def next_version(root: str | Path, name: str) -> RunDirectory:
+        """``root/name/version_<k>`` with k one past the highest existing version."""
+        parent = Path(root) / name
+        versions = [
+            int(m.group(1)) for p in (parent.iterdir() if parent.is_dir() else []) if (m := re.fullmatch(r"version_(\d+)", p.name))
+        ]
+        return RunDirectory(parent / f"version_{max(versions, default=-1) + 1}")
+
+    def create(self) -> None:
+        """Create the directory and prove it is writable.
+
+        Raises:
+            RunDirectoryError: naming the path when it cannot be created or written.
+        """
+        probe = self.path / ".write_probe"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise RunDirectoryError(
+                f"cannot write the run directory {self.path} ({err.strerror or err}); "
+                "choose a writable place with --loop.run_dir or --loop.root"
+            ) from None
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.path / "queue"
+
+    @property
+    def summary_dir(self) -> Path:
+        return self.path / "summary"
+
+    def generation_dir(self, generation: int) -> Path:
+        return self.path / "generations" / f"gen_{generation:03d}"
+
+    def generator_weights(self, generation: int) -> Path:
+        return self.generation_dir(generation) / "generator.pt"
+
+    def candidates_file(self, generation: int) -> Path:
+        return self.generation_dir(generation) / "candidates.pt"
+
+    def classifier_weights(self, generation: int, arch: str) -> Path:
+        return self.path / "classifiers" / f"gen_{generation:03d}" / f"{arch}.pt"
+
+    def sample_grid(self, generation: int) -> Path:
+        return self.path / "samples" / f"gen_{generation:03d}.png"
+
+    def phase_log_dir(self) -> Path:
+        return self.path / "phases"
