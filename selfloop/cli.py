@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.data.queue import StackingQueue
+from selfloop.data.queue import ShardError, StackingQueue
+from selfloop.errors import NonFiniteLossError, RunInterrupted
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.dcgan import ConditionalDCGAN
 from selfloop.io import atomic_write_text
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
-from selfloop.manifest import Manifest
+from selfloop.manifest import Manifest, ManifestError
 from selfloop.metrics_log import MetricsLog
+from selfloop.resume import ConfigMismatchError, incompatible_changes, result_config
 from selfloop.run_dir import RunDirectory, RunDirectoryError
 from selfloop.run_state import RunState
 
@@ -77,12 +81,21 @@ class SelfLoopCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
         run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
-        try:
-            run.create()
-        except RunDirectoryError as err:
-            sys.exit(f"error: {err}")
+        run.create()
+        current = result_config(self.config[self.subcommand].as_dict())
         resumed = run.manifest_file.is_file()
-        manifest = Manifest.load(run.manifest_file) if resumed else Manifest(seed=loop.seed)
+        if resumed:
+            manifest = Manifest.load(run.manifest_file)
+            changes = incompatible_changes(manifest.config, current)
+            if changes:
+                raise ConfigMismatchError(
+                    f"{run.path} holds a run with a different config, so it cannot be resumed: "
+                    + "; ".join(changes)
+                    + ". To start a new run, pass another --loop.run_dir (or none for a new version folder)"
+                )
+            rank_zero_info(f"[selfloop] resuming {run.path}: {len(manifest.completed)} phases already done")
+        else:
+            manifest = Manifest(seed=loop.seed, config=current)
         queue = StackingQueue.from_state(run.queue_dir, loop.queue_capacity, manifest.queue)
         state = RunState(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
         if not resumed:
@@ -93,5 +106,28 @@ class SelfLoopCLI(LightningCLI):
         SelfConsumingLoop(loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state).run()
 
 
+# Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user
+# gets one line naming the flag or path; SELFLOOP_DEBUG=1 shows the traceback instead.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    RunDirectoryError,
+    ManifestError,
+    ShardError,
+    NonFiniteLossError,
+    ConfigMismatchError,
+)
+
+
 def main(args: Any = None) -> None:
-    SelfLoopCLI(args=args)
+    """Run the CLI, turning user errors into a one-line message and exit status 2."""
+    try:
+        SelfLoopCLI(args=args)
+    except RunInterrupted as err:
+        print(f"selfloop: {err}", file=sys.stderr)
+        sys.exit(143)
+    except USER_ERRORS as err:
+        if os.environ.get("SELFLOOP_DEBUG"):
+            raise
+        print(f"selfloop: error: {err}\n(set SELFLOOP_DEBUG=1 to see the traceback)", file=sys.stderr)
+        sys.exit(2)

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
+from selfloop.faults import crash_point
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.io import atomic_torch_save
 from selfloop.loop_config import LoopConfig
+from selfloop.preemption import GracefulStop
 from selfloop.run_state import RunState
 from selfloop.seeding import phase_seed, seed_phase
 
@@ -29,8 +33,11 @@ class SelfConsumingLoop:
     Per generation n >= 1: a fresh generator g_n is fitted on real + queue; its
     ``GenerationController`` samples, filters and pushes the survivors into the queue. Then, for
     every generation, each arch of the panel gets a fresh classifier f_n fitted on real + queue, and
-    ``FairnessMetrics`` evaluates it on the test split. Phases already recorded in the manifest are
-    skipped, so rerunning an interrupted run continues where it stopped.
+    the data set's evaluation callback (``FairnessMetrics``) evaluates it on the test split.
+
+    Resume: phases recorded in the manifest are skipped, so rerunning an interrupted run continues
+    at the first unfinished phase; a phase that was cut short is redone from its start with the same
+    seed, which makes the final metrics equal those of an uninterrupted run.
 
     Args:
         config: the ``loop`` group.
@@ -66,48 +73,80 @@ class SelfConsumingLoop:
 
     def run(self) -> None:
         total = self.config.generations
-        for n in range(total + 1):
-            if n >= 1:
-                self._generation(n)
-            for arch in self.archs:
-                self._classifier(n, arch)
-        self.state.metrics.close()
+        with GracefulStop() as stop:
+            try:
+                self._repair_queue()
+                for n in range(total + 1):
+                    if n >= 1:
+                        self._generation(n)
+                        stop.check()
+                    for arch in self.archs:
+                        self._classifier(n, arch)
+                        stop.check()
+            except SIGTERMException:
+                stop.received = stop.received or signal.SIGTERM
+                stop.check()
+            finally:
+                self.state.metrics.close()
         rank_zero_info(f"[selfloop] done: {total} generations in {self.state.run.path}")
 
     # Generator phase -----------------------------------------------------------------------------
+
+    def _controller(self, n: int) -> GenerationController:
+        plan = GenerationPlan(
+            generation=n,
+            seed=self.config.seed,
+            kept_per_class=self._kept_per_class(),
+            class_names=self.datamodule.class_names,
+            grid_per_class=self.config.grid_per_class,
+        )
+        previous = self._load_classifier(n - 1, self.scorer_arch)
+        judge = self._load_classifier(0, self.scorer_arch)
+        return GenerationController(plan, self.state, self.sample_filter, previous, judge)
 
     def _generation(self, n: int) -> None:
         manifest = self.state.manifest
         if manifest.is_done(f"g{n}/filter"):
             return
-        controller = GenerationController(
-            GenerationPlan(
-                generation=n,
-                seed=self.config.seed,
-                kept_per_class=self._kept_per_class(),
-                class_names=self.datamodule.class_names,
-                grid_per_class=self.config.grid_per_class,
-            ),
-            self.state,
-            self.sample_filter,
-            previous_classifier=self._load_classifier(n - 1, self.scorer_arch),
-            judge=self._load_classifier(0, self.scorer_arch),
-        )
-        seed = seed_phase(self.config.seed, n, "generator")
-        generator = self.generator_class(**self.generator_hparams)
-        generator.class_names = self.datamodule.class_names
-        if manifest.is_done(f"g{n}/generator"):
-            rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after fit")
-            generator.load_generator_state(torch.load(self.state.run.generator_weights(n), weights_only=True))
+        controller = self._controller(n)
+        weights = self.state.run.generator_weights(n)
+        if manifest.is_done(f"g{n}/generator") and self.state.intact(weights):
+            rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit")
             trainer = self._trainer(f"gen_{n:03d}", "generator", [], max_epochs=0)
             trainer.strategy.setup_environment()
-            controller.resume(trainer, generator.to(trainer.strategy.root_device))
+            controller.resume(trainer, self._load_generator(n).to(trainer.strategy.root_device))
             return
-        rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator_class.__name__}")
-        self._prepare_data(n, "generator", seed)
-        self.state.manifest.seeds[f"g{n}/generator"] = seed
-        trainer = self._trainer(f"gen_{n:03d}", "generator", [controller], max_epochs=self.config.generator_epochs)
+        seed = seed_phase(self.config.seed, n, "generator")
+        generator = self._fresh_generator()
+        rank_zero_info(
+            f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator_class.__name__}"
+        )
+        self._prepare_data(n, "generator")
+        manifest.seeds[f"g{n}/generator"] = seed
+        callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
+        trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, max_epochs=self.config.generator_epochs)
         trainer.fit(generator, datamodule=self.datamodule)
+
+    def _fresh_generator(self) -> ConditionalGenerator:
+        generator = self.generator_class(**self.generator_hparams)
+        generator.class_names = self.datamodule.class_names
+        return generator
+
+    def _load_generator(self, n: int) -> ConditionalGenerator:
+        generator = self._fresh_generator()
+        generator.load_generator_state(torch.load(self.state.run.generator_weights(n), weights_only=True))
+        return generator
+
+    def _repair_queue(self) -> None:
+        """Rebuild every queue shard that is missing or does not match its recorded hash."""
+        for shard in list(self.state.queue.shards):
+            if self.state.queue.verify(shard):
+                continue
+            path = self.state.queue.folder / shard.file
+            rank_zero_warn(f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates")
+            trainer = self._trainer(f"gen_{shard.generation:03d}", "repair", [], max_epochs=0)
+            trainer.strategy.setup_environment()
+            self._controller(shard.generation).rebuild_shard(trainer, lambda g=shard.generation: self._load_generator(g))
 
     def _kept_per_class(self) -> int:
         total = self.config.samples_count(len(self.datamodule.real.train))
@@ -117,37 +156,46 @@ class SelfConsumingLoop:
 
     def _classifier(self, n: int, arch: str) -> None:
         key = f"g{n}/classifier/{arch}"
-        if self.state.manifest.is_done(key):
+        if self.state.manifest.is_done(key) and self.state.intact(self.state.run.classifier_weights(n, arch)):
             return
         rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · classifier fit · {arch}")
         seed = seed_phase(self.config.seed, n, "classifier", arch)
         model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
-        self._prepare_data(n, "classifier", seed, arch)
+        self._prepare_data(n, "classifier", arch)
         results: dict = {}
 
         def record(metrics: dict) -> None:
             results.update(metrics)
             self.state.metrics.log(n, arch, metrics)
 
-        evaluation = self.datamodule.evaluation_callback(record)
-        stopping = EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min")
-        trainer = self._trainer(f"gen_{n:03d}", arch, [stopping, evaluation])
+        callbacks = [
+            FiniteLossCheck(f"generation {n}, classifier {arch}"),
+            EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
+            self.datamodule.evaluation_callback(record),
+        ]
+        trainer = self._trainer(f"gen_{n:03d}", arch, callbacks)
         trainer.fit(model, datamodule=self.datamodule)
-        if trainer.is_global_zero:
-            atomic_torch_save(self.state.run.classifier_weights(n, arch), model.state_dict())
+        self.state.save_file(self.state.run.classifier_weights(n, arch), model.state_dict())
         trainer.strategy.barrier()
         summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float))
         rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
         self.state.complete(key, seed)
+        crash_point(f"{key}/done")
 
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
+        path = self.state.run.classifier_weights(n, arch)
+        if not self.state.intact(path):
+            raise FileNotFoundError(
+                f"classifier weights {path} are missing or damaged; generation {n + 1} needs them. Delete the "
+                f"line 'g{n}/classifier/{arch}' from {self.state.run.manifest_file} 'completed' and rerun to retrain it"
+            )
         model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
-        model.load_state_dict(torch.load(self.state.run.classifier_weights(n, arch), weights_only=True))
+        model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
 
     # Shared --------------------------------------------------------------------------------------
 
-    def _prepare_data(self, n: int, phase: str, seed: int, arch: str = "") -> None:
+    def _prepare_data(self, n: int, phase: str, arch: str = "") -> None:
         """Rebuild the train set from real + queue and key the loader order to this phase."""
         self.datamodule.set_generated(self.state.queue.load())
         self.datamodule.loader_seed = phase_seed(self.config.seed, n, f"{phase}/loader", arch)

@@ -24,12 +24,16 @@ class Manifest:
         completed: keys of finished phases, e.g. ``g1/generator``, ``g1/filter``, ``g2/classifier/lenet``.
         queue: the stacking queue's shards, oldest first (see ``StackingQueue.state``).
         seeds: the seed each phase ran with, by phase key.
+        files: SHA-256 of every file a later phase reads, by path relative to the run directory.
+        config: the result-shaping config the run started with (see ``selfloop.resume``).
     """
 
     seed: int
     completed: list[str] = field(default_factory=list)
     queue: list[dict] = field(default_factory=list)
     seeds: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
     format: int = FORMAT
 
     def is_done(self, key: str) -> bool:
@@ -53,7 +57,10 @@ class Manifest:
             raw = json.loads(Path(path).read_text())
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT}")
-            return cls(**raw)
+            manifest = cls(**raw)
+            if not all(isinstance(k, str) for k in manifest.completed):
+                raise ValueError("'completed' must list phase keys")
+            return manifest
         except (OSError, ValueError, TypeError, AttributeError) as err:
             raise ManifestError(
                 f"cannot read the run manifest {path} ({err}); it was edited or damaged. "

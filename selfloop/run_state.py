@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
 from selfloop.data.queue import StackingQueue
+from selfloop.io import atomic_torch_save, sha256_file
 from selfloop.manifest import Manifest
 from selfloop.metrics_log import MetricsLog
 from selfloop.run_dir import RunDirectory
@@ -39,3 +42,17 @@ class RunState:
     def save_manifest(self) -> None:
         self.manifest.queue = self.queue.state()
         self.manifest.save(self.run.manifest_file)
+
+    @rank_zero_only
+    def save_file(self, path: Path, obj: Any) -> None:
+        """``torch.save`` atomically and record the file's hash (made durable by the next ``complete``)."""
+        atomic_torch_save(path, obj)
+        self.manifest.files[self._relative(path)] = sha256_file(path)
+
+    def intact(self, path: Path) -> bool:
+        """Whether ``path`` exists and matches the hash recorded when it was written."""
+        recorded = self.manifest.files.get(self._relative(path))
+        return path.is_file() and recorded is not None and sha256_file(path) == recorded
+
+    def _relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.run.path))

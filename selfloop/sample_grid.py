@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid
 from torchvision.io import encode_png
+from torchvision.utils import make_grid
 
 from selfloop.io import atomic_write_bytes
 

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from selfloop.data.image_set import ImageSet
+from selfloop.faults import crash_point
 from selfloop.metrics.fairness import GroupFairness
 
 
@@ -68,6 +69,7 @@ class FairnessMetrics(Callback):
             device = self.metric.device
             preds = model(images.to(device)).argmax(1)
             self.metric.update(preds, labels.to(device), subgroups.to(device))
+            crash_point("evaluation")
         result = self.metric.compute()
         model.train(was_training)
         return result

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
 from typing_extensions import override
 
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.faults import crash_point
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.scorers import ScoringContext
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.io import atomic_torch_save
 from selfloop.run_state import RunState
 from selfloop.sample_grid import save_sample_grid
 from selfloop.seeding import phase_seed
@@ -39,18 +41,29 @@ class GenerationPlan:
     grid_per_class: int = 8
 
 
+@dataclass
+class Survivors:
+    """The filter's survivors of one generation, with what was measured on the way."""
+
+    images: Tensor
+    labels: Tensor
+    scores: Tensor
+    metrics: dict[str, float]
+
+
 class GenerationController(Callback):
     """Owns what happens at the end of a generator fit in generation n.
 
-    1. save the generator's weights (``g<n>/generator``),
+    1. save the generator's weights (phase ``g<n>/generator``),
     2. sample ``candidates_per_class`` images per class and save them (``g<n>/sample``),
-    3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class,
-       record ``gen_label_acc`` of raw and kept samples as judged by f_0,
+    3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class, and
+       record ``gen_label_acc`` of the raw and kept samples as judged by f_0,
     4. write the shard, push it into the queue, make the manifest durable, then delete evicted
        shards (``g<n>/filter``), and save a grid of kept samples.
 
-    Each step is recorded in the manifest, so a resumed run restarts at the first unfinished one
-    (``resume`` runs steps 2-4 from saved weights or candidates without refitting).
+    Each step is recorded in the manifest with the hash of the file it wrote, so a resumed run
+    restarts at the first unfinished step (``resume``), and a damaged shard is rebuilt from the
+    saved candidates (``rebuild_shard``) instead of being used.
 
     Args:
         plan: what this generation produces.
@@ -78,26 +91,51 @@ class GenerationController(Callback):
         return f"g{self.plan.generation}/{step}"
 
     @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        crash_point(f"{self.key('generator')}/epoch{trainer.current_epoch}")
+
+    @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, ConditionalGenerator)
-        self._save_generator(trainer, pl_module)
+        self.state.save_file(self.state.run.generator_weights(self.plan.generation), pl_module.generator_state())
+        trainer.strategy.barrier()
+        self.state.complete(self.key("generator"))
         self.resume(trainer, pl_module)
 
     def resume(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
         """Run the sampling and filtering steps that are not finished yet."""
-        run = self.state.run
-        n = self.plan.generation
-        if not self.state.manifest.is_done(self.key("sample")):
+        candidates_file = self.state.run.candidates_file(self.plan.generation)
+        if not self.state.manifest.is_done(self.key("sample")) or not self.state.intact(candidates_file):
             self._sample(trainer, generator)
+        crash_point(f"{self.key('sample')}/done")
         if not self.state.manifest.is_done(self.key("filter")):
-            candidates = torch.load(run.candidates_file(n), map_location="cpu", weights_only=True)
-            self._filter(trainer, candidates["images"], candidates["labels"], generator.device)
+            survivors = self._select(*self._load_candidates(), generator.device)
+            self._push(trainer, survivors)
 
-    def _save_generator(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
+    def rebuild_shard(self, trainer: L.Trainer, load_generator: Callable[[], ConditionalGenerator]) -> None:
+        """Rewrite this generation's damaged queue shard from its saved candidates.
+
+        Filtering is deterministic (fixed seeds, saved f_{n-1}), so the rebuilt shard is the one the
+        run wrote the first time; candidates that are damaged too are sampled again from the saved
+        generator weights.
+        """
+        n = self.plan.generation
+        if not self.state.intact(self.state.run.candidates_file(n)):
+            generator = load_generator()
+            self._sample(trainer, generator)
+        survivors = self._select(*self._load_candidates(), trainer.strategy.root_device)
         if trainer.is_global_zero:
-            atomic_torch_save(self.state.run.generator_weights(self.plan.generation), generator.generator_state())
+            rebuilt = self.state.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
+            if not rebuilt:
+                rank_zero_warn(f"generation {n}: the rebuilt shard differs from the original; the manifest now records it")
+        shards = trainer.strategy.broadcast(self.state.queue.shards, src=0)
+        self.state.queue.shards = shards
+        self.state.save_manifest()
         trainer.strategy.barrier()
-        self.state.complete(self.key("generator"))
+
+    def _load_candidates(self) -> tuple[Tensor, Tensor]:
+        candidates = torch.load(self.state.run.candidates_file(self.plan.generation), weights_only=True)
+        return candidates["images"], candidates["labels"]
 
     def _sample(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
         plan = self.plan
@@ -106,45 +144,42 @@ class GenerationController(Callback):
         seed = phase_seed(plan.seed, plan.generation, "sample")
         rank_zero_info(f"[selfloop] generation {plan.generation}: sampling {len(labels)} candidates")
         images = generator.sample(labels, seed=seed)
-        if trainer.is_global_zero:
-            atomic_torch_save(self.state.run.candidates_file(plan.generation), {"images": images, "labels": labels})
+        self.state.save_file(self.state.run.candidates_file(plan.generation), {"images": images, "labels": labels})
         trainer.strategy.barrier()
         self.state.complete(self.key("sample"), seed)
 
-    def _filter(self, trainer: L.Trainer, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> None:
+    def _select(self, images: Tensor, labels: Tensor, device: torch.device) -> Survivors:
         plan = self.plan
         seed = phase_seed(plan.seed, plan.generation, "filter")
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
         result = self.sample_filter(images, labels, context, plan.kept_per_class)
         kept_images, kept_labels = images[result.keep], labels[result.keep]
-
         judge = self.judge.to(device)
-        raw_acc = (judge.predict_labels(images) == labels).float().mean().item()
-        kept_acc = (judge.predict_labels(kept_images) == kept_labels).float().mean().item()
+        metrics = {
+            "gen_label_acc": (judge.predict_labels(images) == labels).float().mean().item(),
+            "gen_label_acc_kept": (judge.predict_labels(kept_images) == kept_labels).float().mean().item(),
+            "num_candidates": float(len(labels)),
+            "num_kept": float(len(kept_labels)),
+        }
+        return Survivors(kept_images, kept_labels, result.scores[result.keep], metrics)
+
+    def _push(self, trainer: L.Trainer, survivors: Survivors) -> None:
+        plan = self.plan
         rank_zero_info(
-            f"[selfloop] generation {plan.generation}: kept {len(kept_labels)}/{len(labels)}, "
-            f"gen_label_acc raw {raw_acc:.3f} kept {kept_acc:.3f}"
+            f"[selfloop] generation {plan.generation}: kept {len(survivors.labels)}, gen_label_acc raw "
+            f"{survivors.metrics['gen_label_acc']:.3f} kept {survivors.metrics['gen_label_acc_kept']:.3f}"
         )
-        self.state.metrics.log(
-            plan.generation,
-            "generator",
-            {
-                "gen_label_acc": raw_acc,
-                "gen_label_acc_kept": kept_acc,
-                "num_candidates": float(len(labels)),
-                "num_kept": float(len(kept_labels)),
-            },
-        )
+        self.state.metrics.log(plan.generation, "generator", survivors.metrics)
         evicted = []
         if trainer.is_global_zero:
-            evicted = self.state.queue.push(plan.generation, kept_images, kept_labels, result.scores[result.keep])
-            save_sample_grid(
-                self.state.run.sample_grid(plan.generation), kept_images, kept_labels, plan.grid_per_class
-            )
+            queue = self.state.queue
+            evicted = queue.push(plan.generation, survivors.images, survivors.labels, survivors.scores)
+            grid = self.state.run.sample_grid(plan.generation)
+            save_sample_grid(grid, survivors.images, survivors.labels, plan.grid_per_class)
         # Only rank 0 wrote the shard; every rank adopts its view of the queue.
         shards, evicted = trainer.strategy.broadcast((self.state.queue.shards, evicted), src=0)
         self.state.queue.shards = shards
-        self.state.complete(self.key("filter"), seed)
+        self.state.complete(self.key("filter"), phase_seed(plan.seed, plan.generation, "filter"))
         if trainer.is_global_zero:
             self.state.queue.discard(evicted)
         trainer.strategy.barrier()

@@ -62,7 +62,7 @@ class ColoredDigitsDataModule(SelfLoopDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
-        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
             raise ValueError("--data.val_fraction and --data.test_fraction must be > 0 and sum to < 1")
         if bias == "biased":
             table = color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)

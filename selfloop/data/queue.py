@@ -69,17 +69,29 @@ class StackingQueue:
         if generation in self.generations:
             raise ValueError(f"generation {generation} is already in the queue")
         path = self.shard_path(generation)
-        payload = {
-            "images": images.contiguous().cpu(),
-            "labels": labels.long().cpu(),
-            "scores": scores.float().cpu(),
-            "generation": generation,
-        }
-        atomic_torch_save(path, payload)
+        atomic_torch_save(path, self._payload(generation, images, labels, scores))
         self.shards.append(Shard(generation, path.name, sha256_file(path), len(images)))
         evicted = self.shards[: max(0, len(self.shards) - self.capacity)]
         self.shards = self.shards[len(evicted) :]
         return evicted
+
+    def rewrite(self, generation: int, images: Tensor, labels: Tensor, scores: Tensor) -> bool:
+        """Rewrite a queued generation's shard file; return whether it matches the recorded hash.
+
+        When it does not, the queue records the new hash, so the manifest stays truthful.
+        """
+        index = self.generations.index(generation)
+        path = self.shard_path(generation)
+        atomic_torch_save(path, self._payload(generation, images, labels, scores))
+        digest = sha256_file(path)
+        matches = digest == self.shards[index].sha256
+        self.shards[index] = Shard(generation, path.name, digest, len(images))
+        return matches
+
+    def verify(self, shard: Shard) -> bool:
+        """Whether a shard's file exists and matches its recorded hash."""
+        path = self.folder / shard.file
+        return path.is_file() and sha256_file(path) == shard.sha256
 
     def discard(self, evicted: list[Shard]) -> None:
         """Delete evicted shard files (call after the manifest no longer names them)."""
@@ -91,7 +103,7 @@ class StackingQueue:
         path = self.folder / shard.file
         if not path.is_file():
             raise ShardError(f"queue shard {path} is missing; the manifest lists it for generation {shard.generation}")
-        if sha256_file(path) != shard.sha256:
+        if not self.verify(shard):
             raise ShardError(
                 f"queue shard {path} does not match the hash in the manifest (truncated or edited); "
                 "delete it and rerun the same command to regenerate that generation"
@@ -104,6 +116,15 @@ class StackingQueue:
             return None
         parts = [self.load_shard(s) for s in self.shards]
         return ImageSet.generated(torch.cat([p["images"] for p in parts]), torch.cat([p["labels"] for p in parts]))
+
+    @staticmethod
+    def _payload(generation: int, images: Tensor, labels: Tensor, scores: Tensor) -> dict:
+        return {
+            "images": images.contiguous().cpu(),
+            "labels": labels.long().cpu(),
+            "scores": scores.float().cpu(),
+            "generation": generation,
+        }
 
     def state(self) -> list[dict]:
         """The queue as JSON-serialisable rows, oldest first."""

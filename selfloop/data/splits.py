@@ -24,7 +24,7 @@ def stratified_split(labels: Tensor, fractions: Sequence[float], generator: torc
         members = (labels == c).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
         start = 0
-        for part, fraction in zip(parts, fractions):
+        for part, fraction in zip(parts[:-1], fractions, strict=True):
             stop = start + round(len(members) * fraction)
             part.append(members[start:stop])
             start = stop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -52,6 +53,13 @@ class ConditionalGenerator(L.LightningModule, ABC):
     def load_generator_state(self, state: dict[str, Tensor]) -> None:
         """Inverse of ``generator_state``."""
         self.load_state_dict(state)
+
+    def save_artifacts(self, folder: Path) -> None:
+        """Write extra per-generation files into ``folder`` (the generation's directory); default: none.
+
+        Called on rank 0 after the generator's weights are saved. ``StableDiffusionLoRA`` writes its
+        LoRA in diffusers' format to ``folder/lora/``, loadable by a stock pipeline.
+        """
 
 
 def to_uint8(images: Tensor) -> Tensor:

@@ -1,0 +1,683 @@
+"""The paper's section 5 conjecture on how bias evolves across generations, measured and fitted.
+
+The conjecture (eq. 6) is ``B_{t+1} = A_t B_t`` with
+
+    A_t = (1 - gamma_M) (1 + delta_D + delta_Q (1 - q_t) + delta_U u_t)
+
+where ``B_t`` is the bias of the generation-t classifier (MD by default), ``q_t`` the quality of the
+generated data (here ``gen_label_acc_kept``: the fraction of kept samples that f_0 labels as the intended
+class), ``u_t`` how unbalanced the generation is (``unbalanced_generation``), ``gamma_M`` a robustness of
+the architecture and the deltas properties of the data set.
+
+This module gives ``u_t`` (from the subgroups of generated and real samples), a colour oracle that reads
+the subgroup of a colourised digit, and a least-squares fit of eq. 6 to the runs of one experiment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from selfloop.analysis.runs import GENERATOR_ARCH, Run
+
+# Fairness scores where 1 means fair: the bias B of these is 1 - value. Other metrics (md) are biases.
+SCORE_METRICS = frozenset({"meo", "di"})
+
+
+# u_t and the colour oracle --------------------------------------------------------------------------------
+
+
+def _as_numpy(values: Any) -> np.ndarray:
+    # Tensors go through .cpu() so CUDA tensors work too, without importing torch here.
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _joint_counts(subgroups: Any, labels: Any, num_classes: int, num_subgroups: int, name: str) -> np.ndarray:
+    g = _as_numpy(subgroups).astype(np.int64).ravel()
+    y = _as_numpy(labels).astype(np.int64).ravel()
+    if g.shape != y.shape:
+        raise ValueError(f"{name}: {len(g)} subgroup ids but {len(y)} labels")
+    if len(g) and (g.min() < 0 or g.max() >= num_subgroups):
+        raise ValueError(f"{name}: subgroup ids must lie in [0, {num_subgroups}); got {g.min()}..{g.max()}")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}); got {y.min()}..{y.max()}")
+    return np.bincount(y * num_subgroups + g, minlength=num_classes * num_subgroups).reshape(
+        num_classes, num_subgroups
+    )
+
+
+def unbalanced_generation(
+    generated_subgroups: Any,
+    generated_labels: Any,
+    real_subgroups: Any,
+    real_labels: Any,
+    num_classes: int,
+    num_subgroups: int,
+) -> float:
+    """u_t: how far the subgroup mix of generated samples is from the real set's, per class.
+
+    For each class c, ``TV_c = 1/2 * sum_g |P_gen(g | c) - P_real(g | c)|`` (total variation distance, in
+    [0, 1]); u_t is the unweighted mean of ``TV_c`` over classes, so every class counts the same however
+    many samples it got. A class with no generated sample (or no real sample) has no distribution to
+    compare and is skipped; when no class is left the result is NaN (a loggable "unknown", not a crash).
+
+    Args:
+        generated_subgroups: subgroup id of each generated sample (e.g. from ``colour_oracle``).
+        generated_labels: intended class of each generated sample.
+        real_subgroups: subgroup id of each real sample (the real training set).
+        real_labels: class of each real sample.
+        num_classes: C; labels lie in ``[0, C)``.
+        num_subgroups: G; subgroup ids lie in ``[0, G)``.
+
+    Returns:
+        u_t in [0, 1]: 0 when every class's generated subgroup mix equals the real one.
+
+    Raises:
+        ValueError: when ids are out of range or a subgroup array and its label array differ in length.
+    """
+    generated = _joint_counts(generated_subgroups, generated_labels, num_classes, num_subgroups, "generated")
+    real = _joint_counts(real_subgroups, real_labels, num_classes, num_subgroups, "real")
+    gen_totals, real_totals = generated.sum(1), real.sum(1)
+    present = (gen_totals > 0) & (real_totals > 0)
+    if not present.any():
+        return math.nan
+    p_gen = generated[present] / gen_totals[present, None]
+    p_real = real[present] / real_totals[present, None]
+    return float((0.5 * np.abs(p_gen - p_real).sum(1)).mean())
+
+
+def colour_oracle(images_uint8: Any, threshold: int = 64) -> Any:
+    """The subgroup of colourised digits: the dominant colour channel of the stroke pixels.
+
+    Stroke pixels are those whose brightest channel reaches ``threshold``; the subgroup is the argmax
+    over channels of the channel sums over those pixels. For the colourised digits (strokes in one
+    channel, the others 0) this is exact; for generated images, ignoring the faint background keeps
+    noise from outvoting the strokes. An image without any stroke pixel falls back to the sums over all
+    its pixels (an all-black image gets subgroup 0). Ties go to the lower channel.
+
+    Args:
+        images_uint8: ``(N, C, H, W)`` uint8 images, channels first (red, green, blue for the digits);
+            a torch tensor (any device) or an array.
+        threshold: the intensity (0..255) from which a pixel counts as stroke.
+
+    Returns:
+        int64 subgroup ids of shape ``(N,)``: a CPU torch tensor when the input is a tensor, else an array.
+
+    Raises:
+        ValueError: when the images are not 4-D.
+    """
+    is_tensor = hasattr(images_uint8, "detach")
+    images = _as_numpy(images_uint8)
+    if images.ndim != 4:
+        raise ValueError(f"colour_oracle expects (N, C, H, W) images; got shape {images.shape}")
+    pixels = images.astype(np.int64)
+    stroke = pixels.max(axis=1, keepdims=True) >= threshold
+    sums = (pixels * stroke).sum(axis=(2, 3))
+    empty = ~stroke.any(axis=(1, 2, 3))
+    if empty.any():
+        sums[empty] = pixels[empty].sum(axis=(2, 3))
+    ids = sums.argmax(axis=1).astype(np.int64)
+    if is_tensor:
+        import torch
+
+        return torch.from_numpy(ids)
+    return ids
+
+
+# Eq. 6 ----------------------------------------------------------------------------------------------------
+
+
+def simulate_bias_dynamics(
+    c: float, b0: float, q: Sequence[float], u: Sequence[float], kappa_q: float = 0.0, kappa_u: float = 0.0
+) -> np.ndarray:
+    """Run eq. 6 forward in the fitted parametrisation: ``B_{t+1} = c (1 + kappa_q (1 - q) + kappa_u u) B_t``.
+
+    Args:
+        c: ``c_M = (1 - gamma_M)(1 + delta_D)``.
+        b0: the bias of generation 0.
+        q: data quality of the samples entering generations 1..T (``q[t]`` drives B_t -> B_{t+1}).
+        u: unbalanced generation of the same samples.
+        kappa_q: ``delta_Q / (1 + delta_D)``.
+        kappa_u: ``delta_U / (1 + delta_D)``.
+
+    Returns:
+        ``B_0 .. B_T``, length ``len(q) + 1``.
+    """
+    if len(q) != len(u):
+        raise ValueError(f"q and u must have one value per transition; got {len(q)} and {len(u)}")
+    b = [float(b0)]
+    for q_t, u_t in zip(q, u, strict=True):
+        b.append(c * (1.0 + kappa_q * (1.0 - q_t) + kappa_u * u_t) * b[-1])
+    return np.array(b)
+
+
+@dataclass
+class ParameterEstimate:
+    """One fitted parameter.
+
+    Args:
+        name: ``c[<arch>]``, ``kappa_Q`` or ``kappa_U``.
+        estimate: the least-squares estimate on every transition (NaN when not identifiable).
+        low: lower end of the bootstrap percentile interval.
+        high: upper end.
+        identifiable: False when the runs carry no information on it; it is then fixed (kappas at 0).
+        note: why it is fixed, or empty.
+    """
+
+    name: str
+    estimate: float
+    low: float
+    high: float
+    identifiable: bool = True
+    note: str = ""
+
+
+@dataclass
+class BiasDynamicsFit:
+    """The eq. 6 fit to one experiment's runs (see ``fit_bias_dynamics``).
+
+    Args:
+        metric: the bias metric B (``md`` by default).
+        archs: the archs fitted.
+        seeds: seeds of the runs (the bootstrap's resampling units).
+        n_transitions: observed transitions B_t -> B_{t+1} used by the full fit.
+        parameters: c per arch, then kappa_Q and kappa_U.
+        a_t: per arch and transition: ``arch, from_generation, to_generation, q, u, a, a_low, a_high,
+            exceeds_one, observed_ratio`` (q, u averaged over seeds; ``observed_ratio`` the mean of
+            ``B_{t+1} / B_t`` over seeds with ``B_t > 0``).
+        rmse_in_sample: RMSE of the one-step predictions on the fitted transitions.
+        holdout: ``fit_until, test_generations, n, rmse_model, rmse_baseline`` of the held-out check, or
+            None when the runs have too few generations.
+        verdict: a plain sentence on whether the conjecture describes these runs.
+        notes: caveats (fixed parameters, degenerate bootstrap, ...).
+        confidence: the interval's coverage.
+        n_bootstrap: bootstrap resamples.
+    """
+
+    metric: str
+    archs: list[str]
+    seeds: list[int]
+    n_transitions: int
+    parameters: list[ParameterEstimate]
+    a_t: list[dict[str, Any]]
+    rmse_in_sample: float
+    holdout: dict[str, Any] | None
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+    confidence: float = 0.95
+    n_bootstrap: int = 0
+
+    def parameter(self, name: str) -> ParameterEstimate:
+        """The estimate called ``name`` (``c[lenet]``, ``kappa_Q``, ``kappa_U``)."""
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def parameter_rows(self) -> list[dict[str, Any]]:
+        """Parameters as table rows: ``parameter, estimate, low, high, identifiable, note``."""
+        return [
+            {"parameter": p.name, "estimate": p.estimate, "low": p.low, "high": p.high,
+             "identifiable": p.identifiable, "note": p.note}
+            for p in self.parameters
+        ]  # fmt: skip
+
+    def holdout_rows(self) -> list[dict[str, Any]]:
+        """The held-out check as one row (empty when there was none)."""
+        if self.holdout is None:
+            return []
+        h = self.holdout
+        return [
+            {"metric": self.metric, "fit_until_generation": h["fit_until"],
+             "test_generations": " ".join(map(str, h["test_generations"])), "n": h["n"],
+             "rmse_model": h["rmse_model"], "rmse_no_change": h["rmse_baseline"]}
+        ]  # fmt: skip
+
+    def to_markdown(self) -> str:
+        """Parameters, held-out check, A_t table and verdict as markdown."""
+        pct = f"{100 * self.confidence:g}%"
+        lines = [
+            f"Bias metric B = {self.metric}; {len(self.seeds)} runs (seeds {', '.join(map(str, self.seeds))}); "
+            f"{self.n_transitions} transitions; {pct} bootstrap intervals over seeds ({self.n_bootstrap} resamples).",
+            "",
+            f"| parameter | estimate | {pct} interval | identifiable | note |",
+            "|---|---|---|---|---|",
+        ]
+        for p in self.parameters:
+            lines.append(
+                f"| {p.name} | {_fmt(p.estimate)} | [{_fmt(p.low)}, {_fmt(p.high)}] | {p.identifiable} | {p.note} |"
+            )
+        lines += ["", f"In-sample one-step RMSE: {_fmt(self.rmse_in_sample)}."]
+        if self.holdout is not None:
+            h = self.holdout
+            lines.append(
+                f"Held-out (fit on generations <= {h['fit_until']}, predict {', '.join(map(str, h['test_generations']))}; "
+                f"n = {h['n']}): RMSE eq. 6 {_fmt(h['rmse_model'])} vs no change {_fmt(h['rmse_baseline'])}."
+            )
+        lines += [
+            "",
+            f"| arch | t -> t+1 | q | u | A_t | {pct} interval | A_t > 1 | observed B_t+1/B_t |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.a_t:
+            lines.append(
+                f"| {r['arch']} | {r['from_generation']} -> {r['to_generation']} | {_fmt(r['q'])} | {_fmt(r['u'])} | "
+                f"{_fmt(r['a'])} | [{_fmt(r['a_low'])}, {_fmt(r['a_high'])}] | {r['exceeds_one']} | {_fmt(r['observed_ratio'])} |"
+            )
+        lines += ["", f"**Verdict:** {self.verdict}"]
+        lines += [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+@dataclass
+class _Transitions:
+    """Observed B_t -> B_{t+1} with the q, u of the samples that entered generation t+1."""
+
+    unit: np.ndarray
+    arch: np.ndarray
+    t: np.ndarray
+    b0: np.ndarray
+    b1: np.ndarray
+    q: np.ndarray
+    u: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.b0)
+
+    def subset(self, mask: np.ndarray) -> _Transitions:
+        return _Transitions(*(getattr(self, f)[mask] for f in ("unit", "arch", "t", "b0", "b1", "q", "u")))
+
+    @staticmethod
+    def concat(parts: list[_Transitions]) -> _Transitions:
+        return _Transitions(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("unit", "arch", "t", "b0", "b1", "q", "u")
+            )
+        )
+
+
+def _cells(table: Iterable[Run] | Iterable[Mapping[str, Any]]) -> tuple[dict, list[int]]:
+    """Values by (unit, generation, arch, metric) and the seed of each unit.
+
+    Runs are their own units (so two runs with one seed stay two samples); tidy rows use the seed.
+    """
+    items = list(table)
+    cells: dict[tuple[int, int, str, str], float] = {}
+    if items and all(isinstance(r, Run) for r in items):
+        groups = {r.group for r in items}
+        if len(groups) > 1:
+            raise ValueError(f"fit one experiment at a time; the runs span groups {sorted(groups)}")
+        for unit, run in enumerate(items):
+            for (g, a, m), v in run.metrics.items():
+                cells[unit, g, a, m] = v
+        return cells, [r.seed for r in items]
+    groups = {r.get("group") for r in items if isinstance(r, Mapping)} - {None}
+    if len(groups) > 1:
+        raise ValueError(f"fit one experiment at a time; the rows span groups {sorted(groups)}")
+    seeds: list[int] = []
+    index: dict[int, int] = {}
+    for r in items:
+        try:
+            seed = int(r["seed"])
+            key = (int(r["generation"]), str(r["arch"]), str(r["metric"]))
+            value = float(r["value"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"not a tidy row with generation, arch, seed, metric, value: {r!r}") from None
+        if seed not in index:
+            index[seed] = len(seeds)
+            seeds.append(seed)
+        cells[(index[seed], *key)] = value
+    return cells, seeds
+
+
+def _transitions(
+    cells: dict, metric: str, q_metric: str, u_metric: str | None
+) -> tuple[_Transitions, list[str]]:
+    metrics = {m for (_, _, _, m) in cells}
+    for name in (metric, q_metric, u_metric):
+        if name is not None and name not in metrics:
+            raise ValueError(
+                f"no '{name}' rows in the table; eq. 6 needs B_t ({metric}), q_t ({q_metric}) and u_t ({u_metric})"
+            )
+    flip = metric in SCORE_METRICS
+    bias: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)
+    archs: list[str] = []
+    for (unit, g, a, m), v in cells.items():
+        if m == metric and a != GENERATOR_ARCH and math.isfinite(v):
+            bias[unit, a][g] = 1.0 - v if flip else v
+            if a not in archs:
+                archs.append(a)
+    archs.sort()
+    cols: dict[str, list] = {k: [] for k in ("unit", "arch", "t", "b0", "b1", "q", "u")}
+    for (unit, arch), series in sorted(bias.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        for t, b0 in sorted(series.items()):
+            if t + 1 not in series:
+                continue
+            # The samples logged under generation t+1 are the ones added to generation t+1's training set.
+            q = cells.get((unit, t + 1, GENERATOR_ARCH, q_metric), math.nan)
+            u = cells.get((unit, t + 1, GENERATOR_ARCH, u_metric), math.nan) if u_metric else 0.0
+            if not (math.isfinite(q) and math.isfinite(u)):
+                continue
+            for k, v in zip(cols, (unit, archs.index(arch), t, b0, series[t + 1], q, u), strict=True):
+                cols[k].append(v)
+    return _Transitions(
+        *(np.asarray(cols[k], dtype=int if k in ("unit", "arch", "t") else float) for k in cols)
+    ), archs
+
+
+@dataclass
+class _Spec:
+    """Which parameters a fit estimates: archs with information, and which kappas are free."""
+
+    active: np.ndarray  # bool per arch
+    free_q: bool
+    free_u: bool
+    notes: dict[str, str]
+
+
+def _spec(obs: _Transitions, n_arch: int, use_u: bool) -> _Spec:
+    """Decide which parameters the transitions identify (see ``fit_bias_dynamics``)."""
+    notes: dict[str, str] = {}
+    informative = obs.b0 != 0
+    active = np.array([bool(np.any(informative & (obs.arch == a))) for a in range(n_arch)])
+    for a in np.flatnonzero(~active):
+        notes[f"c{a}"] = "B_t is 0 (or missing) in every transition: nothing to scale"
+    live = obs.subset(informative)
+    free_q = bool(len(live) and np.ptp(1.0 - live.q) > 1e-9)
+    if not free_q:
+        notes["kappa_Q"] = (
+            "q_t takes one value in every transition, so its effect merges into c_M; fixed at 0"
+        )
+    free_u = use_u and bool(len(live) and np.ptp(live.u) > 1e-9)
+    if not use_u:
+        notes["kappa_U"] = "no u_t metric given; fixed at 0"
+    elif not free_u:
+        notes["kappa_U"] = (
+            "u_t takes one value in every transition, so its effect merges into c_M; fixed at 0"
+        )
+
+    def full_rank(fq: bool, fu: bool) -> bool:
+        columns = [live.b0 * (live.arch == a) for a in np.flatnonzero(active)]
+        columns += [live.b0 * (1.0 - live.q)] if fq else []
+        columns += [live.b0 * live.u] if fu else []
+        design = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
+        if design.shape[0] < design.shape[1]:
+            return False
+        design = design / np.maximum(np.linalg.norm(design, axis=0), 1e-300)
+        return int(np.linalg.matrix_rank(design, tol=1e-8)) == design.shape[1]
+
+    # Drop kappa_U first, then kappa_Q, until the linearised design has full column rank: collinear
+    # regressors (or too few transitions) leave only a combination identified.
+    if free_u and not full_rank(free_q, free_u):
+        free_u = False
+        notes["kappa_U"] = (
+            "u_t is collinear with q_t and the per-arch scale (or too few transitions); fixed at 0"
+        )
+    if free_q and not full_rank(free_q, free_u):
+        free_q = False
+        notes["kappa_Q"] = "q_t is collinear with the per-arch scale (or too few transitions); fixed at 0"
+    return _Spec(active, free_q, free_u, notes)
+
+
+def _solve(obs: _Transitions, n_arch: int, spec: _Spec) -> np.ndarray:
+    """Least squares of B_{t+1} - c_M (1 + kQ (1 - q) + kU u) B_t; returns [c_0..c_{M-1}, kQ, kU]."""
+    # An arch can lack informative transitions in a bootstrap resample: it then gets no c (NaN).
+    active = np.array(
+        [a for a in np.flatnonzero(spec.active) if np.any((obs.arch == a) & (obs.b0 != 0))], dtype=int
+    )
+    keep = np.isin(obs.arch, active)
+    obs = obs.subset(keep)
+    position = {a: i for i, a in enumerate(active)}
+    arch_pos = np.array([position[a] for a in obs.arch], dtype=int)
+    n_c = len(active)
+
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+        k = n_c
+        kq = x[k] if spec.free_q else 0.0
+        k += spec.free_q
+        ku = x[k] if spec.free_u else 0.0
+        return x[:n_c], kq, ku
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        c, kq, ku = unpack(x)
+        return c[arch_pos] * (1.0 + kq * (1.0 - obs.q) + ku * obs.u) * obs.b0 - obs.b1
+
+    # Start from the per-arch least-squares ratio with kappas at 0: the no-covariate version of eq. 6.
+    c0 = np.array(
+        [max(float(np.dot(obs.b0[arch_pos == i], obs.b1[arch_pos == i]) / np.dot(obs.b0[arch_pos == i], obs.b0[arch_pos == i])), 1e-3)
+         for i in range(n_c)]
+    )  # fmt: skip
+    x0 = np.concatenate([c0, np.zeros(int(spec.free_q) + int(spec.free_u))])
+    lower = np.concatenate([np.zeros(n_c), np.full(len(x0) - n_c, -np.inf)])  # 1 - gamma_M >= 0
+    result = least_squares(residuals, x0, bounds=(lower, np.inf), method="trf", x_scale="jac")
+    c, kq, ku = unpack(result.x)
+    full = np.full(n_arch, np.nan)
+    full[active] = c
+    return np.concatenate([full, [kq, ku]])
+
+
+def _a_values(params: np.ndarray, arch: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    n_arch = len(params) - 2
+    return params[:n_arch][arch] * (1.0 + params[n_arch] * (1.0 - q) + params[n_arch + 1] * u)
+
+
+def _rmse(residuals: np.ndarray) -> float:
+    residuals = residuals[np.isfinite(residuals)]
+    return float(np.sqrt(np.mean(residuals**2))) if len(residuals) else math.nan
+
+
+def fit_bias_dynamics(
+    table: Iterable[Run] | Iterable[Mapping[str, Any]],
+    metric: str = "md",
+    q_metric: str = "gen_label_acc_kept",
+    u_metric: str | None = "u_t",
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+    holdout: int = 2,
+) -> BiasDynamicsFit:
+    """Fit eq. 6, ``B_{t+1} = A_t B_t``, to the runs of one experiment (one data set and setting).
+
+    Data: for every run (seed), classifier arch and generation t with both ``B_t`` and ``B_{t+1}`` logged,
+    one transition. ``B`` is ``metric`` (for the scores ``meo`` and ``di``, where 1 is fair, ``1 - value``).
+    ``q_t`` and ``u_t`` are the generator rows logged under generation t+1: the samples created in
+    generation t+1 are the ones added to its classifiers' training set, so they drive B_t -> B_{t+1}.
+    Predictions are one step ahead from the observed ``B_t``.
+
+    Identifiability and reparametrisation. Expanding eq. 6,
+    ``A_t = (1-gamma_M)(1+delta_D) * (1 + kappa_Q (1 - q_t) + kappa_U u_t)`` with
+    ``kappa_Q = delta_Q / (1+delta_D)`` and ``kappa_U = delta_U / (1+delta_D)``. Within one data set the
+    runs therefore determine exactly
+
+    * ``c_M = (1 - gamma_M)(1 + delta_D)`` per arch: the growth factor at perfect, balanced data
+      (q = 1, u = 0); ``c_M / c_M'`` is the relative robustness ``(1-gamma_M)/(1-gamma_M')``;
+    * ``kappa_Q`` and ``kappa_U``, shared by the archs (eq. 6 makes the data terms arch-independent
+      up to the common factor ``1 - gamma_M``).
+
+    ``gamma_M`` and ``delta_D`` are not separately identifiable: scaling ``1 + delta_D`` and the deltas
+    by s and ``1 - gamma_M`` by 1/s leaves every A_t unchanged, so one data set fixes only their
+    product. (Pinning ``delta_D = 0`` by convention gives ``gamma_M = 1 - c_M``, ``delta_Q = kappa_Q``,
+    ``delta_U = kappa_U``; comparing data sets with the same archs identifies ratios
+    ``(1+delta_D)/(1+delta_D')`` only.) We fit ``c_M`` (bounded below by 0, as ``1 - gamma_M >= 0``),
+    ``kappa_Q`` and ``kappa_U``, which is ``n_archs + 2`` parameters instead of eq. 6's ``n_archs + 3``.
+
+    The data can identify less: a kappa whose regressor does not vary (q_t the same in every
+    transition) merges into ``c_M`` and is fixed at 0; when q_t and u_t are collinear (or there are
+    fewer transitions than parameters) kappa_U, then kappa_Q, is fixed at 0; an arch whose B_t is always
+    0 gets no ``c_M`` (NaN). Fixed parameters are flagged ``identifiable=False`` with the reason.
+
+    Uncertainty: percentile intervals from ``n_bootstrap`` refits on seeds resampled with replacement
+    (``numpy.random.default_rng(seed)``); with one run they collapse to the estimate. Held-out check:
+    refit on transitions into generations ``<= T - holdout`` (T the last generation) and predict the
+    transitions into the last ``holdout`` generations; its RMSE is compared with the no-change
+    baseline ``B_{t+1} = B_t``. The verdict says the conjecture does not fit when eq. 6 is no better.
+
+    Args:
+        table: the runs of one experiment (``Run`` objects of one group) or tidy rows (mappings with
+            ``generation, arch, seed, metric, value``; an optional ``group`` must take one value).
+        metric: the bias metric B.
+        q_metric: the generator metric used as data quality q_t.
+        u_metric: the generator metric used as unbalanced generation u_t; None fits without it
+            (kappa_U fixed at 0).
+        n_bootstrap: bootstrap resamples (0 skips them; intervals are then NaN).
+        seed: seed of the bootstrap's generator.
+        confidence: coverage of the intervals.
+        holdout: generations held out at the end.
+
+    Returns:
+        The estimates, A_t per arch and transition, the held-out check and a verdict.
+
+    Raises:
+        ValueError: when a metric is missing, the table spans several experiments, or there is no
+            transition to fit.
+    """
+    cells, seeds = _cells(table)
+    obs, archs = _transitions(cells, metric, q_metric, u_metric)
+    if not len(obs):
+        raise ValueError(f"no transition B_t -> B_t+1 with finite {metric}, {q_metric} and {u_metric} to fit")
+    n_arch = len(archs)
+    use_u = u_metric is not None
+    spec = _spec(obs, n_arch, use_u)
+    if not spec.active.any():
+        raise ValueError(f"{metric} is 0 in every transition: there is no bias to model")
+    params = _solve(obs, n_arch, spec)
+    rmse_in = _rmse(_a_values(params, obs.arch, obs.q, obs.u) * obs.b0 - obs.b1)
+    notes: list[str] = []
+
+    # Bootstrap over runs: seeds are the independent replicates; generations within a run are not.
+    units = np.unique(obs.unit)
+    by_unit = [obs.subset(obs.unit == k) for k in units]
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_bootstrap):
+        sample = _Transitions.concat([by_unit[i] for i in rng.integers(0, len(units), len(units))])
+        boot.append(_solve(sample, n_arch, spec))
+    boot_arr = np.array(boot) if boot else np.full((0, n_arch + 2), np.nan)
+    tail = 100 * (1 - confidence) / 2
+    if len(boot_arr):
+        low, high = np.nanpercentile(boot_arr, tail, axis=0), np.nanpercentile(boot_arr, 100 - tail, axis=0)
+    else:
+        low = high = np.full(n_arch + 2, np.nan)
+    if len(units) == 1:
+        notes.append("one run only: the bootstrap over seeds cannot show seed-to-seed spread")
+
+    parameters = []
+    for i, arch in enumerate(archs):
+        note = spec.notes.get(f"c{i}", "")
+        parameters.append(ParameterEstimate(f"c[{arch}]", params[i], low[i], high[i], not note, note))
+    for j, (name, free) in enumerate((("kappa_Q", spec.free_q), ("kappa_U", spec.free_u))):
+        k = n_arch + j
+        parameters.append(ParameterEstimate(name, params[k], low[k], high[k], free, spec.notes.get(name, "")))
+
+    a_rows = _a_table(obs, archs, params, boot_arr, tail)
+    held, held_notes = _holdout(obs, n_arch, use_u, holdout)
+    if held_notes:
+        notes.append(f"held-out fit: {held_notes}")
+    verdict = _verdict(metric, held, a_rows, holdout)
+    return BiasDynamicsFit(
+        metric=metric,
+        archs=archs,
+        seeds=[seeds[k] for k in units],
+        n_transitions=len(obs),
+        parameters=parameters,
+        a_t=a_rows,
+        rmse_in_sample=rmse_in,
+        holdout=held,
+        verdict=verdict,
+        notes=notes,
+        confidence=confidence,
+        n_bootstrap=n_bootstrap,
+    )
+
+
+def _a_table(
+    obs: _Transitions, archs: list[str], params: np.ndarray, boot: np.ndarray, tail: float
+) -> list[dict]:
+    """A_t per arch and transition at the seeds' mean q_t and u_t, with bootstrap intervals."""
+    rows = []
+    for a, arch in enumerate(archs):
+        for t in sorted(set(obs.t[obs.arch == a].tolist())):
+            sel = (obs.arch == a) & (obs.t == t)
+            q, u = float(obs.q[sel].mean()), float(obs.u[sel].mean())
+            value = float(_a_values(params, np.array([a]), np.array([q]), np.array([u]))[0])
+            if len(boot):
+                draws = np.array([_a_values(p, np.array([a]), np.array([q]), np.array([u]))[0] for p in boot])
+                lo, hi = float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))
+            else:
+                lo = hi = math.nan
+            positive = sel & (obs.b0 > 0)
+            ratio = float(np.mean(obs.b1[positive] / obs.b0[positive])) if positive.any() else math.nan
+            rows.append(
+                {"arch": arch, "from_generation": int(t), "to_generation": int(t) + 1, "q": q, "u": u, "a": value,
+                 "a_low": lo, "a_high": hi, "exceeds_one": bool(value > 1), "observed_ratio": ratio}
+            )  # fmt: skip
+    return rows
+
+
+def _holdout(obs: _Transitions, n_arch: int, use_u: bool, holdout: int) -> tuple[dict[str, Any] | None, str]:
+    """Fit on transitions into generations <= T - holdout; score one-step predictions of the rest.
+
+    Returns the check (None when there is nothing to fit or to predict) and the held-out fit's notes on
+    parameters it had to fix.
+    """
+    if holdout < 1:
+        return None, ""
+    last = int(obs.t.max()) + 1
+    fit_until = last - holdout
+    train = obs.subset(obs.t + 1 <= fit_until)
+    test = obs.subset(obs.t + 1 > fit_until)
+    if fit_until < 1 or not len(train) or not len(test):
+        return None, ""
+    spec = _spec(train, n_arch, use_u)
+    if not spec.active.any():
+        return None, ""
+    params = _solve(train, n_arch, spec)
+    predicted = _a_values(params, test.arch, test.q, test.u) * test.b0
+    scored = np.isfinite(predicted)
+    result: dict[str, Any] = {
+        "fit_until": fit_until,
+        "test_generations": list(range(fit_until + 1, last + 1)),
+        "n": int(scored.sum()),
+        "rmse_model": _rmse(predicted[scored] - test.b1[scored]),
+        "rmse_baseline": _rmse(test.b0[scored] - test.b1[scored]),
+    }
+    return result, "; ".join(f"{k}: {v}" for k, v in spec.notes.items() if k.startswith("kappa"))
+
+
+def _verdict(metric: str, held: dict[str, Any] | None, a_rows: list[dict], holdout: int) -> str:
+    growing = sorted({r["arch"] for r in a_rows if r["exceeds_one"]})
+    shrinking = sorted({r["arch"] for r in a_rows if not r["exceeds_one"]} - set(growing))
+    trend = f" Fitted A_t exceeds 1 (bias {metric} grows) for {', '.join(growing) or 'no arch'}" + (
+        f" and stays at or below 1 for {', '.join(shrinking)}." if shrinking else "."
+    )
+    if held is None or held["n"] == 0:
+        return (
+            f"Cannot test the eq. 6 conjecture on held-out generations: it needs runs with at least {holdout + 1} "
+            f"generations after generation 0 whose {metric}, q_t and u_t are logged." + trend
+        )
+    model, base = held["rmse_model"], held["rmse_baseline"]
+    generations = ", ".join(map(str, held["test_generations"]))
+    if not model < base:
+        return (
+            f"The eq. 6 conjecture does not fit these runs: predicting {metric} of generations {generations} "
+            f"from a fit on generations <= {held['fit_until']}, it is no better (RMSE {_fmt(model)}) than assuming "
+            f"no change (RMSE {_fmt(base)})."
+        )
+    return (
+        f"The eq. 6 conjecture fits these runs better than no change: predicting {metric} of generations "
+        f"{generations} from a fit on generations <= {held['fit_until']}, RMSE {_fmt(model)} vs {_fmt(base)}."
+        + trend
+    )

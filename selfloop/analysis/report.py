@@ -1,0 +1,496 @@
+"""Figures, tables and one HTML page from run directories.
+
+    python -m selfloop.analysis.report RUN_DIR... --out FOLDER
+
+Runs are grouped into experiments (see ``selfloop.analysis.runs``); per group the report has
+
+* ``fairness_<group>.png``: accuracy, MEO, DI and MD over generations, a line per arch, mean over seeds
+  with a shaded +-std band (the paper's figure layout);
+* ``ranked_<group>.png``: ranked subgroup accuracy over generations, a line per rank, a panel per arch;
+* ``ablations_<group>.png`` (Hard ImageNet): accuracy and the three ablation drops per arch;
+* ``generator_<group>.png``: class fidelity of generated samples, u_t and FID, when logged;
+* ``metrics_<group>.csv``: every metric's mean, std and n over seeds, per arch and generation;
+* ``eq6_<group>.md`` and ``eq6_<group>_{parameters,A_t,holdout}.csv``: the eq. 6 fit
+  (``selfloop.analysis.bias_dynamics``) when q_t (``gen_label_acc_kept``) and u_t (``u_t``) are logged;
+
+plus ``table1_fid.csv`` / ``table1_fid.md`` (FID by generation, mean +- std over seeds) when FID rows
+exist, and ``index.html`` showing all of it with the configs and seeds used. File names use the group
+key, ``<data set>-<config hash>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from selfloop.analysis.bias_dynamics import BiasDynamicsFit, fit_bias_dynamics
+from selfloop.analysis.runs import (
+    GENERATOR_ARCH,
+    Run,
+    RunLoadError,
+    aggregate,
+    by_group,
+    distinguishing_settings,
+    load_runs,
+    metric_names,
+)
+
+PROG = "python -m selfloop.analysis.report"
+FAIRNESS_PANELS = (("acc", "Accuracy"), ("meo", "MEO"), ("di", "DI"), ("md", "MD"))
+ABLATION_PANELS = (
+    ("acc", "Accuracy"),
+    ("drop_object_gray", "Drop: object gray"),
+    ("drop_box_gray", "Drop: box gray"),
+    ("drop_box_tile", "Drop: box tile"),
+)
+# Panels of the generator figure: title and the generator metrics drawn in it.
+GENERATOR_PANELS = (
+    ("Class fidelity (f_0 agrees)", ("gen_label_acc", "gen_label_acc_kept")),
+    ("Unbalanced generation u_t", ("u_t",)),
+    ("FID", ("fid_raw", "fid_kept")),
+)
+FID_METRICS = ("fid_raw", "fid_kept")
+Q_METRIC, U_METRIC = "gen_label_acc_kept", "u_t"
+RANKED = re.compile(r"ranked_subgroup_acc_(\d+)")
+
+
+def _pyplot():
+    # Agg is chosen here rather than at import so importing this module leaves other code's backend alone.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _archs(runs: Sequence[Run]) -> list[str]:
+    return list(dict.fromkeys(a for run in runs for a in run.archs))
+
+
+def _series(runs: Sequence[Run], metric: str, arch: str) -> tuple[list[int], list[float], list[float]]:
+    rows = [r for r in aggregate(runs, metric) if r["arch"] == arch and r["n"] > 0]
+    return [r["generation"] for r in rows], [r["mean"] for r in rows], [r["std"] for r in rows]
+
+
+def _draw(ax: Any, runs: Sequence[Run], metric: str, arch: str, label: str) -> bool:
+    """A mean line with a +-std band; False when there is nothing to draw."""
+    x, mean, std = _series(runs, metric, arch)
+    if not x:
+        return False
+    (line,) = ax.plot(x, mean, marker="o", label=label)
+    lo = [m - s for m, s in zip(mean, std, strict=True)]
+    hi = [m + s for m, s in zip(mean, std, strict=True)]
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    return True
+
+
+def _finish(fig: Any, axes: Sequence[Any], title: str, path: Path) -> Path:
+    for ax in axes:
+        ax.set_xlabel("generation")
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def _panel_figure(
+    runs: Sequence[Run], panels: Sequence[tuple[str, str]], archs: Sequence[str], title: str, path: Path
+) -> Path | None:
+    """One panel per metric (those logged), a line per arch."""
+    logged = metric_names(runs)
+    panels = [(m, t) for m, t in panels if m in logged]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], panels, strict=True):
+        for arch in archs:
+            _draw(ax, runs, metric, arch, arch)
+        ax.set_title(label)
+    return _finish(fig, axes[0], title, path)
+
+
+def ranked_figure(runs: Sequence[Run], title: str, path: Path) -> Path | None:
+    """Ranked subgroup accuracy over generations: a panel per arch, a line per rank (0 = worst).
+
+    Args:
+        runs: runs of one group.
+        title: the figure title.
+        path: the PNG to write.
+
+    Returns:
+        The PNG, or None when no run logged ``ranked_subgroup_acc_<k>``.
+    """
+    ranks = sorted({int(m.group(1)) for name in metric_names(runs) if (m := RANKED.fullmatch(name))})
+    archs = _archs(runs)
+    if not ranks or not archs:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(archs), figsize=(4 * len(archs), 3.4), squeeze=False, sharey=True)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        for k in ranks:
+            _draw(ax, runs, f"ranked_subgroup_acc_{k}", arch, f"rank {k}" + (" (worst)" if k == 0 else ""))
+        ax.set_title(arch)
+    axes[0][0].set_ylabel("ranked subgroup accuracy")
+    return _finish(fig, axes[0], title, path)
+
+
+def generator_figure(runs: Sequence[Run], title: str, path: Path) -> Path | None:
+    """Generator rows over generations: class fidelity (raw, kept), u_t and FID, the panels logged.
+
+    Args:
+        runs: runs of one group.
+        title: the figure title.
+        path: the PNG to write.
+
+    Returns:
+        The PNG, or None when no generator metric of those panels was logged.
+    """
+    logged = metric_names(runs, GENERATOR_ARCH)
+    panels = [(t, [m for m in ms if m in logged]) for t, ms in GENERATOR_PANELS]
+    panels = [(t, ms) for t, ms in panels if ms]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (label, metrics) in zip(axes[0], panels, strict=True):
+        for metric in metrics:
+            _draw(ax, runs, metric, GENERATOR_ARCH, metric)
+        ax.set_title(label)
+    return _finish(fig, axes[0], title, path)
+
+
+def fid_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Table 1: FID of raw and kept samples by group and generation, mean and std over seeds.
+
+    Args:
+        runs: loaded runs of any groups.
+
+    Returns:
+        Dicts with ``group, generation`` and ``<fid metric>_mean``, ``_std``, ``_n`` for ``fid_raw`` and
+        ``fid_kept`` (empty when no run logged FID).
+    """
+    cells: dict[tuple[str, int], dict[str, Any]] = {}
+    for metric in FID_METRICS:
+        for r in aggregate(runs, metric):
+            if r["arch"] != GENERATOR_ARCH:
+                continue
+            row = cells.setdefault(
+                (r["group"], r["generation"]), {"group": r["group"], "generation": r["generation"]}
+            )
+            row.update({f"{metric}_mean": r["mean"], f"{metric}_std": r["std"], f"{metric}_n": r["n"]})
+    columns = [f"{m}_{s}" for m in FID_METRICS for s in ("mean", "std", "n")]
+    return [
+        {**{c: math.nan if not c.endswith("_n") else 0 for c in columns}, **row}
+        for _, row in sorted(cells.items())
+    ]
+
+
+def _fid_cell(row: dict[str, Any], metric: str) -> str:
+    n = row[f"{metric}_n"]
+    return f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_std']:.2f}" if n else ""
+
+
+def _fid_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| group | generation | FID raw | FID kept | seeds |", "|---|---|---|---|---|"]
+    for r in rows:
+        n = max(r["fid_raw_n"], r["fid_kept_n"])
+        lines.append(
+            f"| {r['group']} | {r['generation']} | {_fid_cell(r, 'fid_raw')} | {_fid_cell(r, 'fid_kept')} | {n} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    columns = list(columns or (rows[0].keys() if rows else []))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+            )
+    return path
+
+
+def _html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    columns = list(columns or rows[0].keys())
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "nan" if not math.isfinite(value) else f"{value:.4g}"
+        if isinstance(value, list):
+            return " ".join(map(str, value))
+        return str(value)
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fit_section(
+    runs: Sequence[Run], group: str, out: Path, metric: str, n_bootstrap: int
+) -> dict[str, Any] | None:
+    """Fit eq. 6 and write its tables; None when q_t or u_t is not logged."""
+    logged = metric_names(runs, GENERATOR_ARCH)
+    if Q_METRIC not in logged or U_METRIC not in logged:
+        return None
+    markdown = out / f"eq6_{group}.md"
+    try:
+        fit: BiasDynamicsFit = fit_bias_dynamics(runs, metric=metric, n_bootstrap=n_bootstrap)
+    except ValueError as err:
+        markdown.write_text(f"The eq. 6 fit could not run: {err}\n")
+        return {"error": str(err), "files": [markdown.name]}
+    files = [
+        _write_csv(out / f"eq6_{group}_parameters.csv", fit.parameter_rows()),
+        _write_csv(out / f"eq6_{group}_A_t.csv", fit.a_t),
+        _write_csv(
+            out / f"eq6_{group}_holdout.csv",
+            fit.holdout_rows(),
+            ["metric", "fit_until_generation", "test_generations", "n", "rmse_model", "rmse_no_change"],
+        ),
+    ]
+    markdown.write_text(f"# Eq. 6 fit: {group}\n\n{fit.to_markdown()}")
+    return {"fit": fit, "files": [markdown.name, *(f.name for f in files)]}
+
+
+def write_report(
+    runs: Sequence[Run], out: str | Path, bias_metric: str = "md", n_bootstrap: int = 200
+) -> Path:
+    """Write every figure, table and ``index.html`` for the runs into ``out``.
+
+    Args:
+        runs: loaded runs (``load_runs``), of one or more groups.
+        out: the output folder (created).
+        bias_metric: the bias B of the eq. 6 fit.
+        n_bootstrap: bootstrap resamples of the eq. 6 fit.
+
+    Returns:
+        The path of ``index.html``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = by_group(runs)
+    settings = distinguishing_settings(runs)
+    sections = []
+    for group, members in groups.items():
+        archs = _archs(members)
+        label = f"{members[0].data_name} ({group})"
+        # Hard ImageNet groups are recognised by their ablation drops, not by the data class name.
+        hard_imagenet = bool(metric_names(members) & {m for m, _ in ABLATION_PANELS[1:]})
+        figures = [
+            (
+                "Accuracy and fairness",
+                _panel_figure(members, FAIRNESS_PANELS, archs, label, out / f"fairness_{group}.png"),
+            ),
+            ("Ranked subgroup accuracy", ranked_figure(members, label, out / f"ranked_{group}.png")),
+            (
+                "Hard ImageNet ablations",
+                _panel_figure(members, ABLATION_PANELS, archs, label, out / f"ablations_{group}.png")
+                if hard_imagenet
+                else None,
+            ),
+            ("Generated data", generator_figure(members, label, out / f"generator_{group}.png")),
+        ]
+        table = [
+            {**r, "metric": m}
+            for m in sorted(metric_names(members) | metric_names(members, GENERATOR_ARCH))
+            for r in aggregate(members, m)
+        ]
+        metrics_csv = _write_csv(
+            out / f"metrics_{group}.csv",
+            table,
+            ["group", "arch", "generation", "metric", "mean", "std", "n", "seeds"],
+        )
+        sections.append(
+            {
+                "group": group,
+                "label": label,
+                "runs": members,
+                "settings": settings.get(group, {}),
+                "figures": [(t, p) for t, p in figures if p is not None],
+                "metrics_csv": metrics_csv.name,
+                "fit": _fit_section(members, group, out, bias_metric, n_bootstrap),
+            }
+        )
+    fid = fid_rows(runs)
+    if fid:
+        _write_csv(out / "table1_fid.csv", fid)
+        (out / "table1_fid.md").write_text(
+            "# Table 1: FID by generation (mean ± std over seeds)\n\n" + _fid_markdown(fid)
+        )
+    index = out / "index.html"
+    index.write_text(_html(sections, fid, bias_metric))
+    return index
+
+
+def _html(sections: list[dict[str, Any]], fid: list[dict[str, Any]], bias_metric: str) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>selfloop report</title>',
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}img{max-width:100%;border:1px solid #ddd}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        "pre{background:#f6f6f6;padding:0.5em;overflow:auto}.verdict{font-weight:bold}</style>",
+        "</head><body>",
+        "<h1>Self-consuming loop report</h1>",
+        "<ul>"
+        + "".join(f'<li><a href="#{esc(s["group"])}">{esc(s["label"])}</a></li>' for s in sections)
+        + "</ul>",
+    ]
+    if fid:
+        parts += [
+            '<h2 id="table1">Table 1: FID by generation (mean ± std over seeds)</h2>',
+            _html_table(
+                [
+                    {
+                        "group": r["group"],
+                        "generation": r["generation"],
+                        "FID raw": _fid_cell(r, "fid_raw"),
+                        "FID kept": _fid_cell(r, "fid_kept"),
+                    }
+                    for r in fid
+                ]
+            ),  # fmt: skip
+            '<p><a href="table1_fid.csv">table1_fid.csv</a> · <a href="table1_fid.md">table1_fid.md</a></p>',
+        ]
+    for s in sections:
+        runs: list[Run] = s["runs"]
+        parts.append(f'<h2 id="{esc(s["group"])}">{esc(s["label"])}</h2>')
+        if s["settings"]:
+            parts.append("<h3>Settings</h3>")
+            parts.append(
+                _html_table(
+                    [{"setting": k, "value": json.dumps(v, default=str)} for k, v in s["settings"].items()]
+                )
+            )
+        parts.append("<h3>Runs</h3>")
+        parts.append(
+            _html_table(
+                [
+                    {
+                        "run directory": str(r.path),
+                        "seed": r.seed,
+                        "finished": r.finished,
+                        "generations logged": " ".join(map(str, r.generations)),
+                        "archs": " ".join(r.archs),
+                    }
+                    for r in runs
+                ]
+            )  # fmt: skip
+        )
+        config = "\n".join(
+            f"{k}: {json.dumps(v, default=str)}" for k, v in sorted(runs[0].group_config.items())
+        )
+        parts.append(
+            f"<details><summary>Config of the group (without seed, run directory and logging switches)</summary>"
+            f"<pre>{esc(config)}</pre></details>"
+        )
+        for title, path in s["figures"]:
+            parts.append(f"<h3>{esc(title)}</h3>")
+            parts.append(f'<img src="{esc(path.name)}" alt="{esc(title)}: {esc(s["label"])}">')
+        group_fid = [r for r in fid if r["group"] == s["group"]]
+        if group_fid:
+            parts.append("<h3>FID by generation</h3>")
+            parts.append(
+                _html_table(
+                    [
+                        {
+                            "generation": r["generation"],
+                            "FID raw": _fid_cell(r, "fid_raw"),
+                            "FID kept": _fid_cell(r, "fid_kept"),
+                        }
+                        for r in group_fid
+                    ]
+                )  # fmt: skip
+            )
+        parts.append(
+            f'<p>All metrics, mean/std/n over seeds: <a href="{esc(s["metrics_csv"])}">{esc(s["metrics_csv"])}</a></p>'
+        )
+        parts.append(_fit_html(s["fit"], bias_metric))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _fit_html(section: dict[str, Any] | None, bias_metric: str) -> str:
+    esc = html.escape
+    if section is None:
+        return (
+            f"<h3>Eq. 6 fit</h3><p>Not fitted: it needs q_t ({Q_METRIC}) and u_t ({U_METRIC}) rows under arch "
+            f"'{GENERATOR_ARCH}'.</p>"
+        )
+    links = " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in section["files"])
+    if "error" in section:
+        return f"<h3>Eq. 6 fit</h3><p>The fit could not run: {esc(section['error'])}</p><p>{links}</p>"
+    fit: BiasDynamicsFit = section["fit"]
+    pct = f"{100 * fit.confidence:g}%"
+    parts = [
+        f"<h3>Eq. 6 fit (B = {esc(bias_metric)})</h3>",
+        f'<p class="verdict">{esc(fit.verdict)}</p>',
+        "<p>A_t = c_M (1 + kappa_Q (1 - q_t) + kappa_U u_t), c_M = (1 - gamma_M)(1 + delta_D), "
+        "kappa = delta / (1 + delta_D); gamma_M and delta_D are identifiable only through c_M. "
+        f"Intervals: {pct} bootstrap over seeds ({fit.n_bootstrap} resamples).</p>",
+        _html_table(fit.parameter_rows()),
+    ]
+    if fit.holdout_rows():
+        parts.append(_html_table(fit.holdout_rows()))
+    parts.append(_html_table(fit.a_t))
+    if fit.notes:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in fit.notes) + "</ul>")
+    parts.append(f"<p>{links}</p>")
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: load the runs, write the report, print where ``index.html`` is.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: with a one-line message naming the path when a run directory is missing or invalid,
+            or the output folder cannot be written.
+    """
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding them"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="folder for the figures, tables and index.html"
+    )
+    parser.add_argument("--bias-metric", default="md", help="bias B of the eq. 6 fit (default: md)")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the eq. 6 fit")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.run_dirs)
+    except RunLoadError as err:
+        raise SystemExit(f"{PROG}: error: {err}") from None
+    try:
+        index = write_report(runs, args.out, args.bias_metric, args.bootstrap)
+    except OSError as err:
+        raise SystemExit(
+            f"{PROG}: error: cannot write the report to {args.out} ({err.strerror or err})"
+        ) from None
+    print(f"report: {index} ({len(runs)} runs in {len(by_group(runs))} groups)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,452 @@
+"""Read finished or partial run directories into one tidy table, and average metrics over seeds.
+
+A run directory (see ``selfloop.run_dir.RunDirectory``) holds ``config.yaml`` (the resolved CLI config),
+``manifest.json`` (the phases completed) and ``metrics.csv`` (``generation, arch, seed, metric, value``).
+Runs are grouped into *experiments*: two runs belong to the same group when their configs agree on every
+setting except those in ``IGNORED_KEYS`` (the seed, where the run is written, and settings that cannot
+change a result), so the runs of one group differ only by seed and their metrics can be averaged.
+
+Only the standard library, numpy and PyYAML (a dependency of jsonargparse) are used, so loading needs
+neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+# Dotted config keys that do not define an experiment: the seed (it is what varies within a group),
+# where the run and the data live, and switches that only change logging or data-loading speed. A key
+# names a subtree too (``config`` drops every ``config.*``).
+IGNORED_KEYS: tuple[str, ...] = (
+    "seed_everything",
+    "loop.seed",
+    "loop.run_dir",
+    "loop.root",
+    "loop.name",
+    "data.init_args.root",
+    "data.init_args.num_workers",
+    "config",
+    "ckpt_path",
+    "trainer.default_root_dir",
+    "trainer.logger",
+    "trainer.enable_progress_bar",
+)
+
+GENERATOR_ARCH = "generator"
+METRICS_COLUMNS = ("generation", "arch", "seed", "metric", "value")
+
+
+class RunLoadError(ValueError):
+    """A path is not a readable run directory; the message names the path and what is wrong."""
+
+
+@dataclass
+class Run:
+    """One run directory, read.
+
+    Args:
+        path: the run directory.
+        config: the resolved config (nested, as in ``config.yaml``).
+        seed: the run's seed (``loop.seed``).
+        group: the experiment key, ``<data set>-<hash of group_config>``; equal for runs that differ only in
+            the ``IGNORED_KEYS``.
+        group_config: the flattened config (dotted keys) minus ``IGNORED_KEYS``, which the group key hashes.
+        metrics: value by ``(generation, arch, metric)``; NaN values are kept.
+        completed: the manifest's finished phase keys (empty without a manifest).
+        finished: whether every generation's classifier phases are in the manifest (see ``run_finished``).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    seed: int
+    group: str
+    group_config: dict[str, Any]
+    metrics: dict[tuple[int, str, str], float]
+    completed: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def data_name(self) -> str:
+        """Short name of the data set: the data module's class name without ``DataModule``."""
+        return data_name(self.config)
+
+    @property
+    def archs(self) -> list[str]:
+        """Classifier archs with metrics, in the order of the config's panel, then any others."""
+        present = {arch for _, arch, _ in self.metrics if arch != GENERATOR_ARCH}
+        panel = [a for a in config_panel(self.config) if a in present]
+        return panel + sorted(present - set(panel))
+
+    @property
+    def generations(self) -> list[int]:
+        """Generations with at least one metric, ascending."""
+        return sorted({g for g, _, _ in self.metrics})
+
+    def value(self, generation: int, arch: str, metric: str) -> float:
+        """One metric value, NaN when it was not logged."""
+        return self.metrics.get((generation, arch, metric), math.nan)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The tidy rows of this run: ``group, seed, generation, arch, metric, value``."""
+        return [
+            {"group": self.group, "seed": self.seed, "generation": g, "arch": a, "metric": m, "value": v}
+            for (g, a, m), v in sorted(self.metrics.items())
+        ]
+
+
+def data_name(config: Mapping[str, Any]) -> str:
+    """The data module's class name without the ``DataModule`` suffix (``ColoredDigits``)."""
+    data = config.get("data") or {}
+    class_path = data.get("class_path", "") if isinstance(data, Mapping) else ""
+    name = str(class_path).rsplit(".", 1)[-1] or "data"
+    return name.removesuffix("DataModule") or name
+
+
+def config_panel(config: Mapping[str, Any]) -> list[str]:
+    """The classifier archs a run trains: ``loop.archs``, or ``model.arch`` alone when that is unset."""
+    archs = (config.get("loop") or {}).get("archs")
+    if archs:
+        return [str(a) for a in archs]
+    arch = (config.get("model") or {}).get("arch")
+    return [str(arch)] if arch else []
+
+
+def required_phases(config: Mapping[str, Any]) -> list[str]:
+    """Manifest keys a finished run has: ``g<n>/classifier/<arch>`` for n = 0..generations, every arch.
+
+    Classifier phases are the last of each generation, and generation n's classifiers need its filter
+    phase, so these keys imply every other phase.
+
+    Raises:
+        RunLoadError: when the config has no ``loop.generations`` or no arch.
+    """
+    generations = (config.get("loop") or {}).get("generations")
+    archs = config_panel(config)
+    if not isinstance(generations, int) or not archs:
+        raise RunLoadError(
+            "the config names no loop.generations or no classifier arch (loop.archs / model.arch)"
+        )
+    return [f"g{n}/classifier/{arch}" for n in range(generations + 1) for arch in archs]
+
+
+def run_finished(path: str | Path) -> bool:
+    """Whether the run in ``path`` completed every phase.
+
+    Decided from the run's own ``config.yaml`` (generations and panel) and ``manifest.json``; a missing
+    or unreadable file means not finished (a rerun then starts or resumes it).
+
+    Args:
+        path: a run directory.
+    """
+    path = Path(path)
+    try:
+        config = _read_config(path / "config.yaml")
+        completed = _read_completed(path / "manifest.json")
+        return set(required_phases(config)) <= set(completed)
+    except RunLoadError:
+        return False
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys (``{"data": {"init_args": {"bias": ...}}}`` -> ``data.init_args.bias``).
+
+    Args:
+        config: the nested config.
+        prefix: prepended to every key (used by the recursion).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def group_config(config: Mapping[str, Any], ignored: Sequence[str] = IGNORED_KEYS) -> dict[str, Any]:
+    """The flattened config minus the ignored keys (and their subtrees).
+
+    Args:
+        config: the nested config.
+        ignored: dotted keys to leave out.
+    """
+    return {
+        k: v
+        for k, v in flatten_config(config).items()
+        if not any(k == i or k.startswith(f"{i}.") for i in ignored)
+    }
+
+
+def group_key(config: Mapping[str, Any], ignored: Sequence[str] = IGNORED_KEYS) -> str:
+    """``<data set>-<8 hex digits>``: a stable, file-name-safe key of the experiment a config defines.
+
+    Args:
+        config: the nested config.
+        ignored: dotted keys that do not define the experiment.
+    """
+    canonical = json.dumps(group_config(config, ignored), sort_keys=True, default=str)
+    digest = hashlib.sha1(canonical.encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9_]+', '_', data_name(config))}-{digest}"
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories named by ``paths``: each path is a run directory or a folder holding some below it.
+
+    A run directory is a folder with a ``config.yaml``. Inside a parent folder, run directories without a
+    ``metrics.csv`` yet (a run that has not finished a classifier) are skipped with a warning; a run
+    directory named directly must be complete enough to load.
+
+    Args:
+        paths: run directories or folders of them (e.g. a sweep's ``--out``).
+
+    Raises:
+        RunLoadError: naming a path that does not exist or holds no run directory.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise RunLoadError(f"{path}: no such run directory")
+        if (path / "config.yaml").is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise RunLoadError(f"{path}: not a run directory (a folder with config.yaml and metrics.csv)")
+        below = sorted(p.parent for p in path.rglob("config.yaml"))
+        if not below:
+            raise RunLoadError(f"{path}: not a run directory and holds none (no config.yaml below it)")
+        for run in below:
+            if (run / "metrics.csv").is_file():
+                found.append(run)
+            else:
+                warnings.warn(f"{run}: no metrics.csv yet; skipped", stacklevel=2)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Path(p) for p in unique]
+
+
+def load_run(path: str | Path, ignored: Sequence[str] = IGNORED_KEYS) -> Run:
+    """Read one run directory.
+
+    Args:
+        path: the run directory.
+        ignored: config keys left out of the group key (see ``IGNORED_KEYS``).
+
+    Raises:
+        RunLoadError: naming the path and the file that is missing or malformed.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunLoadError(f"{path}: no such run directory")
+    config = _read_config(path / "config.yaml")
+    metrics_file = path / "metrics.csv"
+    if not metrics_file.is_file():
+        raise RunLoadError(f"{path}: not a run directory with results (no metrics.csv)")
+    metrics, csv_seeds = _read_metrics(metrics_file)
+    manifest_file = path / "manifest.json"
+    completed = _read_completed(manifest_file) if manifest_file.is_file() else []
+
+    seed = (config.get("loop") or {}).get("seed")
+    if not isinstance(seed, int):
+        # A config without loop.seed can still be grouped by the seed every metrics row repeats.
+        if len(csv_seeds) != 1:
+            raise RunLoadError(f"{path}: config.yaml has no integer loop.seed and metrics.csv no single seed")
+        seed = next(iter(csv_seeds))
+    try:
+        finished = set(required_phases(config)) <= set(completed)
+    except RunLoadError as err:
+        raise RunLoadError(f"{path / 'config.yaml'}: {err}") from None
+    return Run(
+        path=path,
+        config=config,
+        seed=seed,
+        group=group_key(config, ignored),
+        group_config=group_config(config, ignored),
+        metrics=metrics,
+        completed=completed,
+        finished=finished,
+    )
+
+
+def load_runs(paths: Iterable[str | Path], ignored: Sequence[str] = IGNORED_KEYS) -> list[Run]:
+    """Read run directories (or folders of them) into ``Run`` objects, ordered by group, then seed.
+
+    Two runs of one group with the same seed are both kept (each counts as a sample in ``aggregate``),
+    with a warning, since they are usually a run and its accidental copy.
+
+    Args:
+        paths: run directories, or folders holding run directories anywhere below them.
+        ignored: config keys that do not define an experiment (see ``IGNORED_KEYS``).
+
+    Raises:
+        RunLoadError: naming the first path that is missing or not a valid run directory.
+    """
+    runs = [load_run(p, ignored) for p in find_run_dirs(paths)]
+    runs.sort(key=lambda r: (r.group, r.seed, str(r.path)))
+    seen: dict[tuple[str, int], Path] = {}
+    for run in runs:
+        if (run.group, run.seed) in seen:
+            warnings.warn(
+                f"{run.path} repeats seed {run.seed} of {seen[run.group, run.seed]} (group {run.group})",
+                stacklevel=2,
+            )
+        seen.setdefault((run.group, run.seed), run.path)
+    return runs
+
+
+def by_group(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs by group key, keys in sorted order.
+
+    Args:
+        runs: loaded runs.
+    """
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.group].append(run)
+    return dict(sorted(groups.items()))
+
+
+def distinguishing_settings(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    """Per group, the settings whose values are not the same in every group (all settings for one group
+    would be noise, so then only the data set's ``data.*`` settings are returned).
+
+    Args:
+        runs: loaded runs of one or more groups.
+    """
+    configs = {group: members[0].group_config for group, members in by_group(runs).items()}
+    keys = sorted(set().union(*configs.values())) if configs else []
+    if len(configs) <= 1:
+        return {g: {k: v for k, v in c.items() if k.startswith("data.")} for g, c in configs.items()}
+    differing = [
+        k
+        for k in keys
+        if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs.values()}) > 1
+    ]
+    return {g: {k: c.get(k) for k in differing} for g, c in configs.items()}
+
+
+def tidy_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """All runs' metrics as one tidy table: dicts with ``group, seed, generation, arch, metric, value``.
+
+    Args:
+        runs: loaded runs.
+    """
+    return [row for run in runs for row in run.rows()]
+
+
+def metric_names(runs: Iterable[Run], arch: str | None = None) -> set[str]:
+    """Metric names logged by any run (for one arch, or for classifier archs when ``arch`` is None).
+
+    Args:
+        runs: loaded runs.
+        arch: an arch such as ``generator``; None means every arch but the generator.
+    """
+    return {
+        m
+        for run in runs
+        for _, a, m in run.metrics
+        if (a == arch if arch is not None else a != GENERATOR_ARCH)
+    }
+
+
+def aggregate(runs: Iterable[Run], metric: str) -> list[dict[str, Any]]:
+    """Mean and spread of one metric over the seeds of each group, per arch and generation.
+
+    NaN values (and runs that did not log the metric) are left out, so ``n`` is the number of runs with
+    a finite value. ``std`` is the sample standard deviation (``ddof=1``); with a single run it is 0, not
+    NaN, so a one-seed result plots as a line without a band. With ``n == 0`` mean and std are NaN (only
+    when every run logged NaN, since absent values make no row).
+
+    Args:
+        runs: loaded runs, of one or more groups.
+        metric: a metric name, e.g. ``md`` or ``fid_kept`` (generator rows have arch ``generator``).
+
+    Returns:
+        Dicts with ``group, arch, generation, mean, std, n, seeds`` sorted by group, arch, generation;
+        ``seeds`` lists the seeds that contributed.
+    """
+    cells: dict[tuple[str, str, int], list[tuple[int, float]]] = defaultdict(list)
+    for run in runs:
+        for (generation, arch, name), value in run.metrics.items():
+            if name == metric:
+                cells[run.group, arch, generation].append((run.seed, value))
+    rows = []
+    for (group, arch, generation), entries in sorted(cells.items()):
+        values = np.array([v for _, v in entries if math.isfinite(v)], dtype=float)
+        n = len(values)
+        mean = float(values.mean()) if n else math.nan
+        std = float(values.std(ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan)
+        seeds = sorted(s for s, v in entries if math.isfinite(v))
+        rows.append(
+            {
+                "group": group,
+                "arch": arch,
+                "generation": generation,
+                "mean": mean,
+                "std": std,
+                "n": n,
+                "seeds": seeds,
+            }
+        )
+    return rows
+
+
+# File readers ------------------------------------------------------------------------------------------
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunLoadError(f"{path.parent}: not a run directory (no config.yaml)")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RunLoadError(f"{path}: cannot read the config ({err})") from None
+    if not isinstance(config, dict):
+        raise RunLoadError(f"{path}: not a config (expected a YAML mapping)")
+    return config
+
+
+def _read_completed(path: Path) -> list[str]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunLoadError(f"{path}: cannot read the manifest ({err})") from None
+    completed = raw.get("completed") if isinstance(raw, dict) else None
+    if not isinstance(completed, list):
+        raise RunLoadError(f"{path}: not a run manifest (no 'completed' list)")
+    return [str(k) for k in completed]
+
+
+def _read_metrics(path: Path) -> tuple[dict[tuple[int, str, str], float], set[int]]:
+    metrics: dict[tuple[int, str, str], float] = {}
+    seeds: set[int] = set()
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(METRICS_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise RunLoadError(f"{path}: not a metrics table (missing columns {sorted(missing)})")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    key = (int(row["generation"]), row["arch"], row["metric"])
+                    value = float(row["value"]) if row["value"] not in ("", None) else math.nan
+                    seeds.add(int(row["seed"]))
+                except (TypeError, ValueError):
+                    raise RunLoadError(f"{path}, line {line}: malformed row {dict(row)}") from None
+                metrics[key] = value  # a later row for the same key replaces the earlier, as the writer does
+    except OSError as err:
+        raise RunLoadError(f"{path}: cannot read ({err.strerror or err})") from None
+    return metrics, seeds

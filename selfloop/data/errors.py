@@ -1,0 +1,31 @@
+"""Errors of the data sets.
+
+Both subclass an exception the CLI already reports as a one-line user error
+(``FileNotFoundError`` and ``ValueError``, see ``selfloop.cli.USER_ERRORS``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set's files are missing; the message names the path and how to obtain them."""
+
+
+class CorruptDatasetError(ValueError):
+    """A data set file exists but cannot be read (truncated, corrupt, or not the expected format).
+
+    Args:
+        path: the offending file.
+        reason: what is wrong with it (and, ideally, how to get a good copy).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Keeps the error picklable (DataLoader workers, multiprocessing) despite the custom __init__.
+        return type(self), (self.path, self.reason)

@@ -1,0 +1,186 @@
+"""u_t, the colour oracle and the eq. 6 fit, against closed forms and runs simulated from a known A_t."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from selfloop.analysis.bias_dynamics import (
+    colour_oracle,
+    fit_bias_dynamics,
+    simulate_bias_dynamics,
+    unbalanced_generation,
+)
+from selfloop.data.coloring import colorize
+
+# u_t ------------------------------------------------------------------------------------------------------
+
+
+def test_unbalanced_generation_equals_hand_computed_tv_distance() -> None:
+    # Class 0: real mix (0.4, 0.4, 0.2), generated (0.6, 0.3, 0.1): TV = (0.2 + 0.1 + 0.1) / 2 = 0.2.
+    # Class 1: real (1/3, 1/3, 1/3), generated all subgroup 2: TV = (1/3 + 1/3 + 2/3) / 2 = 2/3.
+    # Class 2 is real but never generated: skipped. u = (0.2 + 2/3) / 2 = 13/30.
+    real_g = [0] * 4 + [1] * 4 + [2] * 2 + [0, 1, 2] * 3 + [0, 1]
+    real_y = [0] * 10 + [1] * 9 + [2] * 2
+    gen_g = [0] * 6 + [1] * 3 + [2] * 1 + [2] * 5
+    gen_y = [0] * 10 + [1] * 5
+    u = unbalanced_generation(gen_g, gen_y, real_g, real_y, num_classes=3, num_subgroups=3)
+    assert u == pytest.approx(13 / 30)
+    # Tensors give the same; the real mix itself gives 0; a disjoint mix gives 1.
+    as_tensors = unbalanced_generation(
+        torch.tensor(gen_g), torch.tensor(gen_y), torch.tensor(real_g), torch.tensor(real_y), 3, 3
+    )
+    assert as_tensors == pytest.approx(13 / 30)
+    assert unbalanced_generation(real_g, real_y, real_g, real_y, 3, 3) == pytest.approx(0.0)
+    assert unbalanced_generation([1, 1], [0, 0], [0, 0], [0, 0], 1, 2) == pytest.approx(1.0)
+
+
+def test_unbalanced_generation_edge_cases() -> None:
+    assert math.isnan(unbalanced_generation([0], [1], [0], [0], 2, 2))  # no class in both sets
+    with pytest.raises(ValueError, match="subgroup ids"):
+        unbalanced_generation([3], [0], [0], [0], 2, 3)
+    with pytest.raises(ValueError, match="labels"):
+        unbalanced_generation([0], [2], [0], [0], 2, 3)
+
+
+# Colour oracle --------------------------------------------------------------------------------------------
+
+
+def test_colour_oracle_is_exact_on_colourised_digits() -> None:
+    generator = torch.Generator().manual_seed(0)
+    gray = (torch.rand(30, 1, 12, 12, generator=generator) > 0.7).to(torch.uint8) * torch.randint(
+        1, 256, (30, 1, 12, 12), generator=generator, dtype=torch.uint8
+    )
+    gray[:, :, 5, 5] = 255  # every digit has a stroke
+    colors = torch.arange(30) % 3
+    predicted = colour_oracle(colorize(gray, colors))
+    assert isinstance(predicted, torch.Tensor) and predicted.dtype == torch.int64
+    assert torch.equal(predicted, colors)
+    assert np.array_equal(colour_oracle(colorize(gray, colors).numpy()), colors.numpy())
+
+
+def test_colour_oracle_ignores_background_noise() -> None:
+    # 3 red stroke pixels (sum 765) on a faint blue haze over all 64 pixels (sum 1280): the haze would win
+    # an argmax over all pixels, but it is below the stroke threshold.
+    image = np.zeros((1, 3, 8, 8), dtype=np.uint8)
+    image[0, 2] = 20
+    image[0, 0, 3, 2:5] = 255
+    assert colour_oracle(image).tolist() == [0]
+    image[0, 0, 3, 2:5] = 0
+    image[0, 1, 0, 0] = 200  # one green stroke pixel
+    assert colour_oracle(image).tolist() == [1]
+    assert colour_oracle(np.zeros((2, 3, 4, 4), dtype=np.uint8)).tolist() == [0, 0]  # blank: subgroup 0
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        colour_oracle(np.zeros((3, 4, 4), dtype=np.uint8))
+
+
+# Eq. 6 fit ------------------------------------------------------------------------------------------------
+
+TRUE_C = {"lenet": 1.05, "resnet50": 0.9}
+KAPPA_Q, KAPPA_U = 0.8, 1.5
+
+
+def simulated_rows(
+    seeds=(0, 1, 2), generations: int = 6, noise: float = 0.01, constant_q: float | None = None, c=TRUE_C
+) -> list[dict]:
+    """Tidy rows of runs whose MD follows eq. 6 with known parameters, times (1 + noise * N(0, 1))."""
+    rng = np.random.default_rng(123)
+    rows = []
+    for seed in seeds:
+        q = np.full(generations, constant_q) if constant_q is not None else rng.uniform(0.6, 0.95, generations)
+        u = rng.uniform(0.0, 0.3, generations)
+        for g in range(1, generations + 1):
+            rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "gen_label_acc_kept", "value": q[g - 1]})
+            rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": u[g - 1]})
+        for arch, c_m in c.items():
+            b = simulate_bias_dynamics(c_m, 0.1, q, u, KAPPA_Q, KAPPA_U)
+            b = b * (1 + noise * rng.standard_normal(len(b)))
+            rows += [{"generation": g, "arch": arch, "seed": seed, "metric": "md", "value": v} for g, v in enumerate(b)]
+    return rows
+
+
+def test_simulate_follows_eq6() -> None:
+    b = simulate_bias_dynamics(0.9, 0.2, q=[0.5, 1.0], u=[0.1, 0.0], kappa_q=0.4, kappa_u=2.0)
+    assert b.tolist() == pytest.approx([0.2, 0.2 * 0.9 * (1 + 0.2 + 0.2), 0.2 * 0.9 * 1.4 * 0.9])
+
+
+def test_fit_recovers_exact_parameters_without_noise() -> None:
+    fit = fit_bias_dynamics(simulated_rows(noise=0.0), n_bootstrap=10)
+    for arch, c in TRUE_C.items():
+        assert fit.parameter(f"c[{arch}]").estimate == pytest.approx(c, abs=1e-6)
+    assert fit.parameter("kappa_Q").estimate == pytest.approx(KAPPA_Q, abs=1e-6)
+    assert fit.parameter("kappa_U").estimate == pytest.approx(KAPPA_U, abs=1e-6)
+    assert fit.rmse_in_sample == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fit_recovers_known_parameters_with_noise() -> None:
+    """Tolerance: 1% multiplicative noise on B, 3 seeds x 6 generations x 2 archs -> c within 0.03, kappas
+    within 0.15 (about 10% of their size)."""
+    fit = fit_bias_dynamics(simulated_rows(), n_bootstrap=50, seed=1)
+    assert fit.archs == ["lenet", "resnet50"] and fit.seeds == [0, 1, 2] and fit.n_transitions == 36
+    for arch, c in TRUE_C.items():
+        p = fit.parameter(f"c[{arch}]")
+        assert p.estimate == pytest.approx(c, abs=0.03) and p.identifiable
+        assert p.low <= p.estimate <= p.high
+    for name, true in (("kappa_Q", KAPPA_Q), ("kappa_U", KAPPA_U)):
+        p = fit.parameter(name)
+        assert p.estimate == pytest.approx(true, abs=0.15) and p.identifiable
+        assert p.low <= p.estimate <= p.high
+    # A_t per arch and transition: close to the true value at the seeds' mean q, u, and all > 1 here.
+    assert len(fit.a_t) == 12
+    for row in fit.a_t:
+        true_a = TRUE_C[row["arch"]] * (1 + KAPPA_Q * (1 - row["q"]) + KAPPA_U * row["u"])
+        assert row["a"] == pytest.approx(true_a, abs=0.03)
+        assert row["exceeds_one"] == (row["a"] > 1) and row["a_low"] <= row["a"] <= row["a_high"]
+    h = fit.holdout
+    assert h["fit_until"] == 4 and h["test_generations"] == [5, 6] and h["n"] == 12
+    assert h["rmse_model"] < 0.2 * h["rmse_baseline"]
+    assert fit.verdict.startswith("The eq. 6 conjecture fits these runs better than no change")
+    assert "| kappa_Q |" in fit.to_markdown()
+    # Seeded bootstrap: the same seed gives the same intervals.
+    again = fit_bias_dynamics(simulated_rows(), n_bootstrap=50, seed=1)
+    assert [p.low for p in again.parameters] == [p.low for p in fit.parameters]
+
+
+def test_constant_quality_is_not_identifiable_and_merges_into_c() -> None:
+    fit = fit_bias_dynamics(simulated_rows(noise=0.0, constant_q=0.75), n_bootstrap=5)
+    kq = fit.parameter("kappa_Q")
+    assert not kq.identifiable and kq.estimate == 0.0 and "merges into c_M" in kq.note
+    for arch, c in TRUE_C.items():  # c absorbs the constant data-quality term
+        assert fit.parameter(f"c[{arch}]").estimate == pytest.approx(c * (1 + KAPPA_Q * 0.25), abs=1e-6)
+    assert fit.parameter("kappa_U").estimate == pytest.approx(KAPPA_U / (1 + KAPPA_Q * 0.25), abs=1e-6)
+
+
+def test_meo_is_turned_into_a_bias() -> None:
+    rows = [{**r, "metric": "meo", "value": 1 - r["value"]} if r["metric"] == "md" else r for r in simulated_rows(noise=0.0)]
+    fit = fit_bias_dynamics(rows, metric="meo", n_bootstrap=0)
+    assert fit.parameter("c[lenet]").estimate == pytest.approx(TRUE_C["lenet"], abs=1e-6)
+    assert math.isnan(fit.parameter("c[lenet]").low)
+
+
+def test_verdict_says_when_the_conjecture_does_not_fit() -> None:
+    # Bias doubles for four generations, then halves: a fit on the growth predicts more growth.
+    rows = []
+    for seed in (0, 1):
+        for g, b in enumerate([0.05, 0.1, 0.2, 0.4, 0.2, 0.1]):
+            rows.append({"generation": g, "arch": "lenet", "seed": seed, "metric": "md", "value": b * (1 + 0.01 * seed)})
+            if g:
+                rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "gen_label_acc_kept", "value": 0.8})
+                rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": 0.1})
+    fit = fit_bias_dynamics(rows, n_bootstrap=5)
+    assert fit.holdout["rmse_model"] > fit.holdout["rmse_baseline"]
+    assert fit.verdict.startswith("The eq. 6 conjecture does not fit these runs")
+
+
+def test_too_few_generations_and_bad_tables() -> None:
+    fit = fit_bias_dynamics(simulated_rows(generations=2), n_bootstrap=5)
+    assert fit.holdout is None and fit.verdict.startswith("Cannot test")
+    with pytest.raises(ValueError, match="'u_t'"):
+        fit_bias_dynamics([r for r in simulated_rows() if r["metric"] != "u_t"])
+    no_u = fit_bias_dynamics([r for r in simulated_rows(noise=0.0) if r["metric"] != "u_t"], u_metric=None, n_bootstrap=0)
+    assert not no_u.parameter("kappa_U").identifiable
+    with pytest.raises(ValueError, match="one experiment"):
+        fit_bias_dynamics([{**r, "group": "a" if r["seed"] else "b"} for r in simulated_rows()])

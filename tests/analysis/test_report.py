@@ -1,0 +1,167 @@
+"""The report command on run directories written by hand: every figure, table and the HTML page."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from selfloop.analysis.bias_dynamics import simulate_bias_dynamics
+from selfloop.analysis.report import main
+from selfloop.analysis.runs import load_runs
+
+ARCHS = ("lenet", "resnet50")
+C = {"lenet": 1.1, "resnet50": 0.95}
+GENERATIONS = 4
+FID_RAW = {0: [30.0, 32.0, 34.0], 1: [40.0, 41.0, 45.0]}  # per seed, generations 1 and 2 (others absent)
+
+
+def write_run(path: Path, data_class: str, seed: int, archs, generations: int, metrics: dict) -> Path:
+    """config.yaml, manifest.json (finished) and metrics.csv as the loop writes them."""
+    path.mkdir(parents=True)
+    config = {
+        "model": {"arch": archs[0]},
+        "data": {"class_path": data_class, "init_args": {"batch_size": 64}},
+        "loop": {"generations": generations, "seed": seed, "archs": list(archs), "run_dir": str(path)},
+    }
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    completed = [f"g{n}/classifier/{a}" for n in range(generations + 1) for a in archs]
+    (path / "manifest.json").write_text(json.dumps({"seed": seed, "completed": completed, "format": 1}))
+    with open(path / "metrics.csv", "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["generation", "arch", "seed", "metric", "value"])
+        writer.writerows([g, a, seed, m, repr(float(v))] for (g, a, m), v in metrics.items())
+    return path
+
+
+def digits_metrics(seed: int) -> dict:
+    """Fairness metrics of two archs, MD following eq. 6, and generator rows with q_t, u_t and FID."""
+    rng = np.random.default_rng(seed)
+    q, u = rng.uniform(0.6, 0.95, GENERATIONS), rng.uniform(0.0, 0.3, GENERATIONS)
+    metrics: dict = {}
+    for g in range(1, GENERATIONS + 1):
+        metrics[g, "generator", "gen_label_acc"] = q[g - 1] - 0.1
+        metrics[g, "generator", "gen_label_acc_kept"] = q[g - 1]
+        metrics[g, "generator", "u_t"] = u[g - 1]
+        metrics[g, "generator", "num_kept"] = 40
+        if g <= 2:
+            metrics[g, "generator", "fid_raw"] = FID_RAW[g - 1][seed]
+            metrics[g, "generator", "fid_kept"] = FID_RAW[g - 1][seed] - 5
+    for arch in ARCHS:
+        md = simulate_bias_dynamics(C[arch], 0.1, q, u, 0.5, 1.0) * (1 + 0.01 * rng.standard_normal(GENERATIONS + 1))
+        for g in range(GENERATIONS + 1):
+            metrics[g, arch, "acc"] = 0.95 - 0.02 * g
+            metrics[g, arch, "md"] = md[g]
+            metrics[g, arch, "meo"] = 1 - md[g] / 2
+            metrics[g, arch, "di"] = 1 - md[g] / 3
+            metrics[g, arch, "worst_group_acc"] = 0.8
+            for k in range(3):
+                metrics[g, arch, f"subgroup_acc_{k}"] = 0.9 - 0.05 * k
+                metrics[g, arch, f"ranked_subgroup_acc_{k}"] = 0.8 + 0.05 * k - 0.01 * g
+    return metrics
+
+
+def hard_imagenet_metrics(seed: int) -> dict:
+    metrics: dict = {}
+    for g in range(3):
+        metrics[g, "resnet50", "acc"] = 0.8 - 0.01 * g + 0.01 * seed
+        for name, drop in (("object_gray", 0.3), ("box_gray", 0.2), ("box_tile", 0.1)):
+            metrics[g, "resnet50", f"acc_{name}"] = 0.8 - drop
+            metrics[g, "resnet50", f"drop_{name}"] = drop + 0.01 * g
+    return metrics
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> list[Path]:
+    dirs = [
+        write_run(tmp_path / "runs" / f"digits_{s}", "selfloop.data.digits.ColoredDigitsDataModule", s, ARCHS, GENERATIONS, digits_metrics(s))
+        for s in range(3)
+    ]
+    dirs += [
+        write_run(tmp_path / "runs" / f"hin_{s}", "selfloop.data.hard_imagenet.HardImageNetDataModule", s, ["resnet50"], 2, hard_imagenet_metrics(s))
+        for s in range(2)
+    ]
+    return dirs
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1024
+
+
+def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report"
+    main([*map(str, run_dirs), "--out", str(out), "--bootstrap", "20"])
+    assert "index.html" in capsys.readouterr().out
+    runs = load_runs(run_dirs)
+    digits = next(r.group for r in runs if r.group.startswith("ColoredDigits-"))
+    hin = next(r.group for r in runs if r.group.startswith("HardImageNet-"))
+
+    figures = [
+        f"fairness_{digits}.png",
+        f"ranked_{digits}.png",
+        f"generator_{digits}.png",
+        f"fairness_{hin}.png",  # accuracy only: Hard ImageNet logs no fairness metrics
+        f"ablations_{hin}.png",
+    ]
+    for name in figures:
+        assert is_png(out / name), name
+    for absent in (f"ablations_{digits}.png", f"generator_{hin}.png", f"ranked_{hin}.png"):
+        assert not (out / absent).exists(), absent
+
+    # Table 1: FID per generation, mean +- sample std over the three seeds.
+    with open(out / "table1_fid.csv") as handle:
+        fid = {int(r["generation"]): r for r in csv.DictReader(handle)}
+    assert sorted(fid) == [1, 2]
+    assert float(fid[1]["fid_raw_mean"]) == pytest.approx(32.0)
+    assert float(fid[1]["fid_raw_std"]) == pytest.approx(2.0)  # deviations -2, 0, 2 -> sqrt(8 / 2)
+    assert float(fid[2]["fid_kept_mean"]) == pytest.approx(37.0)
+    assert float(fid[2]["fid_raw_std"]) == pytest.approx(np.std([40, 41, 45], ddof=1))
+    assert "| 32.00 ± 2.00 | 27.00 ± 2.00 | 3 |" in (out / "table1_fid.md").read_text()
+
+    # Eq. 6 for the digits group only (Hard ImageNet has no q_t / u_t rows).
+    assert (out / f"eq6_{digits}.md").stat().st_size > 0
+    with open(out / f"eq6_{digits}_parameters.csv") as handle:
+        params = {r["parameter"]: float(r["estimate"]) for r in csv.DictReader(handle)}
+    assert params["c[lenet]"] == pytest.approx(C["lenet"], abs=0.05)
+    assert params["c[resnet50]"] == pytest.approx(C["resnet50"], abs=0.05)
+    with open(out / f"eq6_{digits}_A_t.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(ARCHS) * GENERATIONS
+    assert (out / f"eq6_{digits}_holdout.csv").read_text().count("\n") == 2
+    assert not (out / f"eq6_{hin}.md").exists()
+    with open(out / f"metrics_{digits}.csv") as handle:
+        md0 = [r for r in csv.DictReader(handle) if r["metric"] == "md" and r["arch"] == "lenet" and r["generation"] == "0"]
+    assert md0[0]["n"] == "3" and md0[0]["seeds"] == "0 1 2"
+
+    page = (out / "index.html").read_text()
+    sources = set(re.findall(r'<img src="([^"]+)"', page))
+    assert sources == set(figures)
+    assert all((out / s).is_file() for s in sources)
+    for text in (digits, hin, "Table 1", "eq. 6 conjecture", str(run_dirs[0].resolve()), "table1_fid.csv"):
+        assert text in page, text
+    assert "<th>seed</th>" in page and "data.class_path" in page  # the seeds and configs used
+
+
+def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert "nowhere" in str(raised.value.code) and "error" in str(raised.value.code)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="empty"):
+        main([str(empty), "--out", str(tmp_path / "out")])
+    # As a command: one line naming the path, no traceback.
+    done = subprocess.run(
+        [sys.executable, "-m", "selfloop.analysis.report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 1
+    assert str(tmp_path / "nowhere") in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,97 @@
+"""End-to-end runs of the real CLI on the embedded digits, at tiny sizes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from selfloop.cli import SelfLoopCLI
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_three_generations_fill_and_evict_the_queue(tiny_run_args, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = tmp_path / "run"
+    SelfLoopCLI(args=tiny_run_args(run, "--loop.generations", "3", "--loop.queue_capacity", "2"))
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    # FIFO at capacity 2: generation 1 left when generation 3 entered.
+    assert [s["generation"] for s in manifest["queue"]] == [2, 3]
+    assert sorted(p.name for p in (run / "queue").glob("*.pt")) == ["gen_002.pt", "gen_003.pt"]
+    assert all(s["count"] == 40 for s in manifest["queue"])
+    for n in range(4):
+        assert f"g{n}/classifier/lenet" in manifest["completed"]
+    for n in (1, 2, 3):
+        assert (run / "samples" / f"gen_{n:03d}.png").stat().st_size > 0
+    assert (run / "config.yaml").is_file()
+
+    rows = _rows(run)
+    lenet = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "lenet"}
+    for n in range(4):
+        for metric in ("acc", "meo", "di", "md", "worst_group_acc", "subgroup_acc_0", "ranked_subgroup_acc_2"):
+            assert (n, metric) in lenet
+        assert 0 <= lenet[(n, "acc")] <= 1
+    gen = {(int(r["generation"]), r["metric"]) for r in rows if r["arch"] == "generator"}
+    assert {(n, "gen_label_acc") for n in (1, 2, 3)} <= gen and (1, "gen_label_acc_kept") in gen
+
+    events = EventAccumulator(str(run / "summary"))
+    events.Reload()
+    acc = {e.step: e.value for e in events.Scalars("lenet/acc")}
+    assert sorted(acc) == [0, 1, 2, 3]
+    for n in range(4):
+        assert acc[n] == pytest.approx(lenet[(n, "acc")], rel=1e-6)
+    # Per-phase training curves live beside the summary.
+    assert list((run / "phases" / "gen_001" / "generator").glob("events.out.tfevents.*"))
+
+
+def test_same_seed_gives_the_same_metrics(tiny_run_args, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    first, second = tmp_path / "a", tmp_path / "b"
+    SelfLoopCLI(args=tiny_run_args(first, "--loop.generations", "1"))
+    SelfLoopCLI(args=tiny_run_args(second, "--loop.generations", "1"))
+    assert (first / "metrics.csv").read_text() == (second / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--loop.generations", "0", "loop.generations"),
+        ("--loop.queue_capacity", "0", "loop.queue_capacity"),
+        ("--loop.samples_per_generation", "0", "--loop.samples_per_generation"),
+        ("--filter.drop_fraction", "1.0", "--filter.drop_fraction"),
+        ("--loop.archs", "[lenet, resnet5]", "resnet5"),
+    ],
+)
+def test_bad_config_values_name_the_flag(tmp_path, flag, value, message):
+    result = subprocess.run(
+        [sys.executable, "main.py", "fit", "--config", "configs/digits.yaml", flag, value,
+         "--loop.run_dir", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_run_directory_names_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "main.py", "fit", "--config", "configs/digits.yaml", "--loop.run_dir", str(blocker / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert str(blocker / "run") in result.stderr and "Traceback" not in result.stderr
