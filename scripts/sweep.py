@@ -12,8 +12,9 @@ config is authoritative because the CLI keeps it on resume: extra arguments that
 ``--loop.generations`` do not reopen a finished run.
 
 A failed run does not stop the sweep; the exit status is 1 when any failed. On SIGTERM (e.g. SLURM's
-``--signal=TERM@120`` before the time limit) the running child gets SIGTERM too, and the sweep exits
-with status 143 so a batch script can requeue it.
+``--signal=TERM@120`` before the time limit) the running child gets SIGTERM too (the CLI then stops at
+the next safe point and exits 143); the sweep then stops with status 143 so a batch script can requeue
+it. A child that exits 143 on its own was signalled too and stops the sweep the same way.
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = _run(cmd)
         except Terminated:
+            code = TERMINATED
+        if code in (TERMINATED, -signal.SIGTERM):  # exit 143, or killed by TERM before it could exit
+            # The run stopped on a signal (ours, forwarded, or its own from SLURM): stop the sweep too
+            # rather than start the next run in the little time left.
             print(
                 f"[sweep] terminated during {target}; rerun the sweep to resume it",
                 file=sys.stderr,

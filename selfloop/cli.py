@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.queue import ShardError, StackingQueue
 from selfloop.errors import NonFiniteLossError, RunInterrupted
+from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.dcgan import ConditionalDCGAN
@@ -62,9 +64,15 @@ class SelfLoopCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_dataclass_arguments(LoopConfig, "loop")
-        parser.add_subclass_arguments(ConditionalGenerator, "generator", default=lazy_instance(ConditionalDCGAN))
+        parser.add_subclass_arguments(
+            ConditionalGenerator, "generator", default=lazy_instance(ConditionalDCGAN)
+        )
         parser.add_class_arguments(SampleFilter, "filter")
-        for source, target in [("num_classes", "num_classes"), ("channels", "in_channels"), ("image_size", "image_size")]:
+        for source, target in [
+            ("num_classes", "num_classes"),
+            ("channels", "in_channels"),
+            ("image_size", "image_size"),
+        ]:
             parser.link_arguments(f"data.{source}", f"model.{target}", apply_on="instantiate")
         for attr in ("num_classes", "channels", "image_size"):
             parser.link_arguments(f"data.{attr}", f"generator.init_args.{attr}", apply_on="instantiate")
@@ -81,6 +89,7 @@ class SelfLoopCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
         run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
+        datamodule.real  # a missing or damaged data set fails here, before a run directory exists
         run.create()
         current = result_config(self.config[self.subcommand].as_dict())
         resumed = run.manifest_file.is_file()
@@ -103,7 +112,12 @@ class SelfLoopCLI(LightningCLI):
             atomic_write_text(run.config_file, parser.dump(self.config[self.subcommand], skip_none=False))
             state.save_manifest()
         trainer_kwargs = dict(self._get(self.config_init, "trainer", default={}))
-        SelfConsumingLoop(loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state).run()
+        resume_command = shlex.join(["python", *sys.argv])
+        if "--loop.run_dir" not in sys.argv:
+            resume_command += f" --loop.run_dir {shlex.quote(str(run.path))}"
+        SelfConsumingLoop(
+            loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state, resume_command
+        ).run()
 
 
 # Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user
@@ -126,6 +140,9 @@ def main(args: Any = None) -> None:
     except RunInterrupted as err:
         print(f"selfloop: {err}", file=sys.stderr)
         sys.exit(143)
+    except ReviewPending as err:
+        print(f"selfloop: {err}", file=sys.stderr)
+        sys.exit(3)
     except USER_ERRORS as err:
         if os.environ.get("SELFLOOP_DEBUG"):
             raise

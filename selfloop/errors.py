@@ -9,4 +9,3 @@ class NonFiniteLossError(RuntimeError):
 
 class RunInterrupted(RuntimeError):
     """The run was asked to stop (SIGTERM, SLURM's pre-emption signal); rerunning it resumes."""
-

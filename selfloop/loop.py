@@ -11,9 +11,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from selfloop.analysis.bias_dynamics import unbalanced_generation
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
@@ -22,6 +23,7 @@ from selfloop.faults import crash_point
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
+from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
 from selfloop.preemption import GracefulStop
 from selfloop.run_state import RunState
 from selfloop.seeding import phase_seed, seed_phase
@@ -47,6 +49,7 @@ class SelfConsumingLoop:
         sample_filter: the expert-guided filter.
         trainer_kwargs: ``Trainer`` arguments from the ``trainer`` group (callbacks are copied per phase).
         state: run directory, manifest, queue and metrics log.
+        resume_command: the command that resumes this run (shown when human review stops it).
     """
 
     def __init__(
@@ -58,8 +61,11 @@ class SelfConsumingLoop:
         sample_filter: SampleFilter,
         trainer_kwargs: dict[str, Any],
         state: RunState,
+        resume_command: str | None = None,
     ) -> None:
         self.config = config
+        self.resume_command = resume_command
+        self._fid: FidTracker | None = None
         self.classifier_hparams = _init_args(classifier)
         self.generator_class = type(generator)
         self.generator_hparams = _init_args(generator)
@@ -79,6 +85,7 @@ class SelfConsumingLoop:
                 for n in range(total + 1):
                     if n >= 1:
                         self._generation(n)
+                        self._write_fid_table()
                         stop.check()
                     for arch in self.archs:
                         self._classifier(n, arch)
@@ -99,10 +106,50 @@ class SelfConsumingLoop:
             kept_per_class=self._kept_per_class(),
             class_names=self.datamodule.class_names,
             grid_per_class=self.config.grid_per_class,
+            human_review=self.config.human_review,
+            resume_command=self.resume_command,
         )
         previous = self._load_classifier(n - 1, self.scorer_arch)
         judge = self._load_classifier(0, self.scorer_arch)
-        return GenerationController(plan, self.state, self.sample_filter, previous, judge)
+        return GenerationController(
+            plan, self.state, self.sample_filter, previous, judge, self._fid_tracker(judge)
+        )
+
+    def _fid_tracker(self, judge: ImageClassifier) -> FidTracker | None:
+        """FID against the real training set, its statistics computed once per run and cached."""
+        if self.config.fid_extractor == "none":
+            return None
+        if self._fid is None:
+            real = self.datamodule.real.train.images
+            kept = self._kept_per_class() * self.datamodule.num_classes
+            num_samples = min(self.config.fid_samples, kept, len(real))
+            if self.config.fid_extractor == "inception":
+                extractor = InceptionFeatures(self.config.fid_inception_weights)
+            else:
+                extractor = penultimate_extractor(judge)
+            device = L.Trainer(**{**self.trainer_kwargs, "logger": False}).strategy.root_device
+            self._fid = FidTracker(
+                extractor, num_samples, self.config.seed, self.config.fid_extractor, device=device
+            )
+            self._fid.set_real(real, cache_path=self.state.run.path / "fid_real_stats.pt")
+        return self._fid
+
+    def _write_fid_table(self) -> None:
+        if self._fid is None:
+            return
+        info = self._fid.describe()
+        label = f"{info['extractor']}, N={info['num_samples']}, {info['resize']}"
+        rows = [
+            {
+                "setting": f"{r['metric'].removeprefix('fid_')} ({label})",
+                "generation": int(r["generation"]),
+                "fid": float(r["value"]),
+            }
+            for r in self.state.metrics.read()
+            if r["arch"] == "generator" and r["metric"] in ("fid_raw", "fid_kept")
+        ]
+        if rank_zero_only.rank == 0:
+            write_fid_table(self.state.run.path / "fid_table.csv", self.state.run.path / "fid_table.md", rows)
 
     def _generation(self, n: int) -> None:
         manifest = self.state.manifest
@@ -111,7 +158,9 @@ class SelfConsumingLoop:
         controller = self._controller(n)
         weights = self.state.run.generator_weights(n)
         if manifest.is_done(f"g{n}/generator") and self.state.intact(weights):
-            rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit")
+            rank_zero_info(
+                f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit"
+            )
             trainer = self._trainer(f"gen_{n:03d}", "generator", [], max_epochs=0)
             trainer.strategy.setup_environment()
             controller.resume(trainer, self._load_generator(n).to(trainer.strategy.root_device))
@@ -124,7 +173,9 @@ class SelfConsumingLoop:
         self._prepare_data(n, "generator")
         manifest.seeds[f"g{n}/generator"] = seed
         callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
-        trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, max_epochs=self.config.generator_epochs)
+        trainer = self._trainer(
+            f"gen_{n:03d}", "generator", callbacks, max_epochs=self.config.generator_epochs
+        )
         trainer.fit(generator, datamodule=self.datamodule)
 
     def _fresh_generator(self) -> ConditionalGenerator:
@@ -143,10 +194,14 @@ class SelfConsumingLoop:
             if self.state.queue.verify(shard):
                 continue
             path = self.state.queue.folder / shard.file
-            rank_zero_warn(f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates")
+            rank_zero_warn(
+                f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates"
+            )
             trainer = self._trainer(f"gen_{shard.generation:03d}", "repair", [], max_epochs=0)
             trainer.strategy.setup_environment()
-            self._controller(shard.generation).rebuild_shard(trainer, lambda g=shard.generation: self._load_generator(g))
+            self._controller(shard.generation).rebuild_shard(
+                trainer, lambda g=shard.generation: self._load_generator(g)
+            )
 
     def _kept_per_class(self) -> int:
         total = self.config.samples_count(len(self.datamodule.real.train))

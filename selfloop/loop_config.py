@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from jsonargparse.typing import PositiveInt
 
@@ -28,6 +29,16 @@ class LoopConfig:
         early_stopping_patience: validation epochs without improvement before a classifier stops
             (its epoch cap is ``--trainer.max_epochs``).
         grid_per_class: kept samples per class in each generation's PNG grid.
+        human_review: stop after filtering each generation so a person can review the filter's
+            decisions (contact sheet + ``review.csv`` in ``generations/gen_<n>/review/``); rerunning
+            the same command applies the edited ``keep`` column and goes on.
+        fid_extractor: features for FID per generation: ``domain`` (penultimate features of the
+            generation-0 scorer classifier, trained on real data only; suits 28-32 px data),
+            ``inception`` (the standard FID Inception-v3, from ``fid_inception_weights``) or ``none``.
+        fid_samples: N, images per FID computation (fixed per run; capped by the samples per
+            generation and the real set size).
+        fid_inception_weights: local file of the FID Inception weights
+            (``weights-inception-2015-12-05-6726825d.pth``; default: the torch hub cache).
         root: parent folder of runs.
         name: runs go to ``<root>/<name>/version_<k>``.
         run_dir: an explicit run directory (overrides root/name/version).
@@ -42,6 +53,10 @@ class LoopConfig:
     generator_epochs: PositiveInt = 30
     early_stopping_patience: PositiveInt = 5
     grid_per_class: PositiveInt = 8
+    human_review: bool = False
+    fid_extractor: Literal["domain", "inception", "none"] = "domain"
+    fid_samples: PositiveInt = 500
+    fid_inception_weights: str | None = None
     root: str = "lightning_logs"
     name: str = "selfloop"
     run_dir: str | None = None

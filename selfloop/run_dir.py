@@ -37,7 +37,9 @@ class RunDirectory:
         """``root/name/version_<k>`` with k one past the highest existing version."""
         parent = Path(root) / name
         versions = [
-            int(m.group(1)) for p in (parent.iterdir() if parent.is_dir() else []) if (m := re.fullmatch(r"version_(\d+)", p.name))
+            int(m.group(1))
+            for p in (parent.iterdir() if parent.is_dir() else [])
+            if (m := re.fullmatch(r"version_(\d+)", p.name))
         ]
         return RunDirectory(parent / f"version_{max(versions, default=-1) + 1}")
 

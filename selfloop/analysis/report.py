@@ -33,6 +33,7 @@ from typing import Any
 from selfloop.analysis.bias_dynamics import BiasDynamicsFit, fit_bias_dynamics
 from selfloop.analysis.runs import (
     GENERATOR_ARCH,
+    IGNORED_KEYS,
     Run,
     RunLoadError,
     aggregate,
@@ -272,6 +273,18 @@ def _fit_section(
     return {"fit": fit, "files": [markdown.name, *(f.name for f in files)]}
 
 
+def _label(group: str, settings: dict[str, Any], limit: int = 4) -> str:
+    """The group key and what sets it apart, e.g. ``ColoredDigits-1a2b3c4d: bias=biased, majority=0.9``."""
+    shown = [
+        f"{k.rsplit('.', 1)[-1]}={json.dumps(v, default=str)}"
+        for k, v in settings.items()
+        if k != "data.class_path"
+    ]
+    if len(shown) > limit:
+        shown = [*shown[:limit], "…"]
+    return f"{group}: {', '.join(shown)}" if shown else group
+
+
 def write_report(
     runs: Sequence[Run], out: str | Path, bias_metric: str = "md", n_bootstrap: int = 200
 ) -> Path:
@@ -293,7 +306,8 @@ def write_report(
     sections = []
     for group, members in groups.items():
         archs = _archs(members)
-        label = f"{members[0].data_name} ({group})"
+        # With one group the settings table lists its data settings; they would only clutter titles.
+        label = _label(group, settings.get(group, {})) if len(groups) > 1 else group
         # Hard ImageNet groups are recognised by their ablation drops, not by the data class name.
         hard_imagenet = bool(metric_names(members) & {m for m, _ in ABLATION_PANELS[1:]})
         figures = [
@@ -478,9 +492,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--bias-metric", default="md", help="bias B of the eq. 6 fit (default: md)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the eq. 6 fit")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a further dotted config key that does not define an experiment (repeatable; e.g. "
+        "loop.fid_inception_weights); "
+        f"always ignored: {', '.join(IGNORED_KEYS)}",
+    )
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.run_dirs)
+        runs = load_runs(args.run_dirs, ignored=(*IGNORED_KEYS, *args.ignore))
     except RunLoadError as err:
         raise SystemExit(f"{PROG}: error: {err}") from None
     try:

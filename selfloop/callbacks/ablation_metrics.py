@@ -52,7 +52,7 @@ class AblationMetrics(Callback):
 
     Example::
 
-        callback = AblationMetrics(dm.segmented_eval_set, record=lambda m: print(m["drop_box_tile"]))
+        callback = AblationMetrics(dm.segmented_test_set, record=lambda m: print(m["drop_box_tile"]))
         Trainer(callbacks=[callback]).fit(model, dm)
     """
 
@@ -101,7 +101,7 @@ class AblationMetrics(Callback):
         total = int(counts[0])
         accs = [float(c) / total if total else float("nan") for c in counts[1:].tolist()]
         result = {"acc": accs[0]}
-        for name, acc in zip(ABLATIONS, accs[1:]):
+        for name, acc in zip(ABLATIONS, accs[1:], strict=True):
             result[f"acc_{name}"] = acc
         for name in ABLATIONS:
             result[f"drop_{name}"] = result["acc"] - result[f"acc_{name}"]

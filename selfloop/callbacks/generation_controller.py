@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.faults import crash_point
-from selfloop.filtering.sample_filter import SampleFilter
+from selfloop.filtering.audit import write_audit
+from selfloop.filtering.review import ReviewPending, export_review, read_review
+from selfloop.filtering.sample_filter import FilterResult, SampleFilter
 from selfloop.filtering.scorers import ScoringContext
 from selfloop.generators.base import ConditionalGenerator
+from selfloop.metrics.fid import FidTracker
 from selfloop.run_state import RunState
 from selfloop.sample_grid import save_sample_grid
 from selfloop.seeding import phase_seed
@@ -32,6 +35,8 @@ class GenerationPlan:
         kept_per_class: survivors per class (S / number of classes).
         class_names: a name per class.
         grid_per_class: kept samples per class shown in the sample grid.
+        human_review: stop for a person's review of the filter's decisions.
+        resume_command: the command that resumes this run (shown when review stops it).
     """
 
     generation: int
@@ -39,6 +44,8 @@ class GenerationPlan:
     kept_per_class: int
     class_names: list[str]
     grid_per_class: int = 8
+    human_review: bool = False
+    resume_command: str | None = None
 
 
 @dataclass
@@ -56,8 +63,10 @@ class GenerationController(Callback):
 
     1. save the generator's weights (phase ``g<n>/generator``),
     2. sample ``candidates_per_class`` images per class and save them (``g<n>/sample``),
-    3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class, and
-       record ``gen_label_acc`` of the raw and kept samples as judged by f_0,
+    3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class
+       (optionally after a person's review), write the audit trail (every candidate's scores and
+       decision, a score histogram, the borderline samples), and record ``gen_label_acc`` of the
+       raw and kept samples as judged by f_0 and their FID,
     4. write the shard, push it into the queue, make the manifest durable, then delete evicted
        shards (``g<n>/filter``), and save a grid of kept samples.
 
@@ -71,6 +80,9 @@ class GenerationController(Callback):
         sample_filter: the expert-guided filter.
         previous_classifier: f_{n-1} of the scorer arch (used by the uncertainty scorer).
         judge: f_0 of the scorer arch (real data only) that measures class fidelity.
+        fid: FID against the real set's cached statistics (``None``: no FID).
+        unbalance: ``u_t`` of kept images and their labels: how far their subgroup mix is from the
+            real set's (``None`` where the data set has no subgroup oracle).
     """
 
     def __init__(
@@ -80,12 +92,16 @@ class GenerationController(Callback):
         sample_filter: SampleFilter,
         previous_classifier: ImageClassifier,
         judge: ImageClassifier,
+        fid: FidTracker | None = None,
+        unbalance: Callable[[Tensor, Tensor], float] | None = None,
     ) -> None:
         self.plan = plan
         self.state = state
         self.sample_filter = sample_filter
         self.previous_classifier = previous_classifier
         self.judge = judge
+        self.fid = fid
+        self.unbalance = unbalance
 
     def key(self, step: str) -> str:
         return f"g{self.plan.generation}/{step}"
@@ -97,7 +113,9 @@ class GenerationController(Callback):
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, ConditionalGenerator)
-        self.state.save_file(self.state.run.generator_weights(self.plan.generation), pl_module.generator_state())
+        self.state.save_file(
+            self.state.run.generator_weights(self.plan.generation), pl_module.generator_state()
+        )
         trainer.strategy.barrier()
         self.state.complete(self.key("generator"))
         self.resume(trainer, pl_module)
@@ -127,7 +145,9 @@ class GenerationController(Callback):
         if trainer.is_global_zero:
             rebuilt = self.state.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
             if not rebuilt:
-                rank_zero_warn(f"generation {n}: the rebuilt shard differs from the original; the manifest now records it")
+                rank_zero_warn(
+                    f"generation {n}: the rebuilt shard differs from the original; the manifest now records it"
+                )
         shards = trainer.strategy.broadcast(self.state.queue.shards, src=0)
         self.state.queue.shards = shards
         self.state.save_manifest()
@@ -144,7 +164,9 @@ class GenerationController(Callback):
         seed = phase_seed(plan.seed, plan.generation, "sample")
         rank_zero_info(f"[selfloop] generation {plan.generation}: sampling {len(labels)} candidates")
         images = generator.sample(labels, seed=seed)
-        self.state.save_file(self.state.run.candidates_file(plan.generation), {"images": images, "labels": labels})
+        self.state.save_file(
+            self.state.run.candidates_file(plan.generation), {"images": images, "labels": labels}
+        )
         trainer.strategy.barrier()
         self.state.complete(self.key("sample"), seed)
 
@@ -153,6 +175,18 @@ class GenerationController(Callback):
         seed = phase_seed(plan.seed, plan.generation, "filter")
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
         result = self.sample_filter(images, labels, context, plan.kept_per_class)
+        if plan.human_review:
+            result = replace(result, keep=self._reviewed(images, labels, result))
+        run = self.state.run
+        if self._is_global_zero():
+            write_audit(
+                run.generation_dir(plan.generation) / "audit",
+                plan.generation,
+                labels,
+                result,
+                images,
+                plan.class_names,
+            )
         kept_images, kept_labels = images[result.keep], labels[result.keep]
         judge = self.judge.to(device)
         metrics = {
@@ -161,7 +195,27 @@ class GenerationController(Callback):
             "num_candidates": float(len(labels)),
             "num_kept": float(len(kept_labels)),
         }
+        if self.unbalance is not None:
+            metrics["u_t"] = self.unbalance(kept_images, kept_labels)
+        if self.fid is not None:
+            metrics["fid_raw"] = self.fid.score(images)
+            enough = len(kept_images) >= self.fid.num_samples
+            metrics["fid_kept"] = self.fid.score(kept_images) if enough else float("nan")
         return Survivors(kept_images, kept_labels, result.scores[result.keep], metrics)
+
+    def _reviewed(self, images: Tensor, labels: Tensor, result: FilterResult) -> Tensor:
+        """The keep mask after a person's review; the first time, export the proposal and stop."""
+        folder = self.state.run.generation_dir(self.plan.generation) / "review"
+        if self.state.manifest.is_done(self.key("review_exported")):
+            return read_review(folder, len(labels))
+        if self._is_global_zero():
+            export_review(folder, images, labels, result, self.plan.class_names)
+        self.state.complete(self.key("review_exported"))
+        raise ReviewPending(folder, self.plan.resume_command)
+
+    @staticmethod
+    def _is_global_zero() -> bool:
+        return rank_zero_only.rank == 0
 
     def _push(self, trainer: L.Trainer, survivors: Survivors) -> None:
         plan = self.plan

@@ -46,7 +46,12 @@ class ImageClassifier(L.LightningModule):
         self.repeat_channels = 3 if pretrained and in_channels == 1 else 1
         channels = in_channels * self.repeat_channels
         self.net, spec = build_backbone(
-            arch, num_classes, in_channels=channels, image_size=image_size, pretrained=pretrained, dropout=dropout
+            arch,
+            num_classes,
+            in_channels=channels,
+            image_size=image_size,
+            pretrained=pretrained,
+            dropout=dropout,
         )
         self.input_size = spec.size
         self.register_buffer("mean", _as_channel_tensor(spec.mean, channels), persistent=False)

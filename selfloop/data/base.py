@@ -91,6 +91,13 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
 
         return FairnessMetrics(self.test_set, self.num_classes, self.num_subgroups, record)
 
+    def subgroup_oracle(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Subgroup ids of (generated) images, where an exact attribute oracle exists, else ``None``.
+
+        The loop uses it to measure unbalanced generation ``u_t``; the default knows no oracle.
+        """
+        return None
+
     def set_generated(self, generated: ImageSet | None) -> None:
         """Hand over the generated images (the queue's contents) for the next phases."""
         self._generated = generated

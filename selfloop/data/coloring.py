@@ -41,16 +41,23 @@ def validate_color_probs(color_probs: Sequence[Sequence[float]], num_classes: in
             f"{flag} must have one row per class and one column per colour, i.e. shape "
             f"({num_classes}, {len(COLORS)}); got {tuple(table.shape)}"
         )
-    if (table < 0).any() or not torch.allclose(table.sum(1), torch.ones(num_classes, dtype=torch.float64), atol=1e-6):
+    if (table < 0).any() or not torch.allclose(
+        table.sum(1), torch.ones(num_classes, dtype=torch.float64), atol=1e-6
+    ):
         bad = [i for i, row in enumerate(table) if (row < 0).any() or abs(float(row.sum()) - 1) > 1e-6]
-        raise ValueError(f"{flag}: every row must hold non-negative probabilities summing to 1; rows {bad} do not")
+        raise ValueError(
+            f"{flag}: every row must hold non-negative probabilities summing to 1; rows {bad} do not"
+        )
     return table
 
 
 def majority_color_probs(num_classes: int, majority: float) -> list[list[float]]:
     """Class c's strokes are colour ``c % 3`` with probability ``majority``, the others share the rest."""
     minority = (1.0 - majority) / (len(COLORS) - 1)
-    return [[majority if k == c % len(COLORS) else minority for k in range(len(COLORS))] for c in range(num_classes)]
+    return [
+        [majority if k == c % len(COLORS) else minority for k in range(len(COLORS))]
+        for c in range(num_classes)
+    ]
 
 
 def assign_colors(labels: Tensor, color_probs: Tensor, generator: torch.Generator) -> Tensor:
@@ -86,3 +93,12 @@ def paint_every_color(gray: Tensor, labels: Tensor) -> ImageSet:
         colors = torch.full_like(labels, color)
         parts.append(ImageSet(colorize(gray, colors), labels, colors))
     return ImageSet.concat(parts)
+
+
+class ColourSubgroupOracle:
+    """Mixin for colourised data sets: the subgroup of an image is the colour of its strokes."""
+
+    def subgroup_oracle(self, images: Tensor) -> Tensor:
+        from selfloop.analysis.bias_dynamics import colour_oracle
+
+        return torch.as_tensor(colour_oracle(images), dtype=torch.long)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
+    ColourSubgroupOracle,
     COLORS,
     assign_colors,
     colorize,
@@ -20,7 +21,7 @@ from selfloop.data.image_set import ImageSet
 from selfloop.data.splits import stratified_split
 
 
-class ColoredDigitsDataModule(SelfLoopDataModule):
+class ColoredDigitsDataModule(ColourSubgroupOracle, SelfLoopDataModule):
     """Colorized digits from ``sklearn.datasets.load_digits`` (1,797 images; no download).
 
     Each 8x8 digit is upsampled to ``image_size`` and its strokes painted red, green or blue; the
@@ -65,7 +66,9 @@ class ColoredDigitsDataModule(SelfLoopDataModule):
         if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
             raise ValueError("--data.val_fraction and --data.test_fraction must be > 0 and sum to < 1")
         if bias == "biased":
-            table = color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
+            table = (
+                color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
+            )
         else:
             table = [[1 / len(COLORS)] * len(COLORS)] * self.num_classes
         self.color_probs = validate_color_probs(table, self.num_classes, "--data.color_probs")
@@ -89,12 +92,16 @@ class ColoredDigitsDataModule(SelfLoopDataModule):
         digits = load_digits()
         # sklearn's digits are 0..16 intensities; stretch to 0..255 before upsampling.
         gray = torch.as_tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
-        gray = F.interpolate(gray, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        gray = F.interpolate(
+            gray, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        )
         gray = (gray.clamp(0, 1) * 255).round().to(torch.uint8)
         labels = torch.as_tensor(digits.target, dtype=torch.long)
 
         generator = torch.Generator().manual_seed(self.split_seed)
-        test_idx, val_idx, train_idx = stratified_split(labels, (self.test_fraction, self.val_fraction), generator)
+        test_idx, val_idx, train_idx = stratified_split(
+            labels, (self.test_fraction, self.val_fraction), generator
+        )
         train = self._paint_once(gray[train_idx], labels[train_idx], generator)
         val = self._paint_once(gray[val_idx], labels[val_idx], generator)
         test = paint_every_color(gray[test_idx], labels[test_idx])
@@ -103,4 +110,3 @@ class ColoredDigitsDataModule(SelfLoopDataModule):
     def _paint_once(self, gray: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> ImageSet:
         colors = assign_colors(labels, self.color_probs, generator)
         return ImageSet(colorize(gray, colors), labels, colors)
-

@@ -55,7 +55,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
-from selfloop.data.errors import DatasetNotFoundError
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.image_set import ImageSet
 from selfloop.data.splits import stratified_split
 from selfloop.metrics.ablations import SegmentedImages, boxes_from_masks
@@ -133,7 +133,9 @@ class HardImageNetDataModule(SelfLoopDataModule):
             raise ValueError(f"--data.image_size must be >= 1, got {image_size}")
         resize_size = resize_size if resize_size is not None else round(image_size * 256 / 224)
         if resize_size < image_size:
-            raise ValueError(f"--data.resize_size ({resize_size}) must be >= --data.image_size ({image_size})")
+            raise ValueError(
+                f"--data.resize_size ({resize_size}) must be >= --data.image_size ({image_size})"
+            )
         if not 0 < val_fraction < 1:
             raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
         for flag, limit in (("train_limit", train_limit), ("val_limit", val_limit)):
@@ -205,7 +207,9 @@ class HardImageNetDataModule(SelfLoopDataModule):
         generator = torch.Generator().manual_seed(self.split_seed)
         val_idx, train_idx = stratified_split(train_labels_t, (self.val_fraction,), generator)
         test_labels_t = torch.as_tensor(test_labels, dtype=torch.long)
-        self._segmented_test = SegmentedImages(test_images, test_labels_t, test_masks, boxes_from_masks(test_masks))
+        self._segmented_test = SegmentedImages(
+            test_images, test_labels_t, test_masks, boxes_from_masks(test_masks)
+        )
         return RealSplits(
             train=_image_set(train_images[train_idx], train_labels_t[train_idx]),
             val=_image_set(train_images[val_idx], train_labels_t[val_idx]),
@@ -261,7 +265,9 @@ class HardImageNetDataModule(SelfLoopDataModule):
             folder = image_root / wnid
             images = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
             if not images:
-                raise DatasetNotFoundError(f"no ImageNet val images of class {wnid} in {folder}. {_GET_IMAGENET}")
+                raise DatasetNotFoundError(
+                    f"no ImageNet val images of class {wnid} in {folder}. {_GET_IMAGENET}"
+                )
             for image in images[: self.val_limit]:
                 mask = mask_dir / f"{wnid}_{image.name}"
                 if not mask.is_file():
@@ -278,7 +284,9 @@ class HardImageNetDataModule(SelfLoopDataModule):
         folder = root / split
         if not folder.is_dir():
             how = _GET_IMAGENET if kind == "image" else _GET_RELEASE
-            raise DatasetNotFoundError(f"Hard ImageNet {kind} folder not found: {folder} does not exist. {how}")
+            raise DatasetNotFoundError(
+                f"Hard ImageNet {kind} folder not found: {_shown(folder)} does not exist. {how}"
+            )
         return folder
 
     def _decode(self, pairs: Sequence[tuple[Path, Path]], keep_masks: bool) -> tuple[Tensor, Tensor]:
@@ -317,6 +325,11 @@ class HardImageNetDataModule(SelfLoopDataModule):
         return max(self.resize_size, round(height * scale)), max(self.resize_size, round(width * scale))
 
 
+def _shown(path: Path) -> str:
+    """A path as given, with its absolute form when it is relative (the working directory matters)."""
+    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
+
+
 def _image_set(images: Tensor, labels: Tensor) -> ImageSet:
     return ImageSet(images, labels, torch.zeros_like(labels))
 
@@ -325,11 +338,20 @@ def _read(path: Path, mode: ImageReadMode) -> Tensor:
     try:
         return decode_image(str(path), mode=mode)
     except RuntimeError as err:
-        raise ValueError(f"cannot decode {path} ({err}); the file is damaged: restore it from its source") from None
+        raise CorruptDatasetError(
+            path, f"cannot decode it ({err}); restore the file from its source"
+        ) from None
 
 
 def _load_pickle(path: Path) -> Any:
     if not path.is_file():
-        raise DatasetNotFoundError(f"Hard ImageNet metadata not found: {path} does not exist. {_GET_RELEASE}")
-    with open(path, "rb") as handle:
-        return pickle.load(handle)
+        raise DatasetNotFoundError(
+            f"Hard ImageNet metadata not found: {_shown(path)} does not exist. {_GET_RELEASE}"
+        )
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as err:
+        raise CorruptDatasetError(
+            path, f"not a readable pickle ({type(err).__name__}: {err}). {_GET_RELEASE}"
+        ) from None

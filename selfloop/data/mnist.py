@@ -37,6 +37,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
+    ColourSubgroupOracle,
     COLORS,
     assign_colors,
     colorize,
@@ -58,7 +59,7 @@ MNIST_FILES: tuple[str, ...] = tuple(os.path.splitext(name)[0] for name, _ in MN
 test images, test labels), taken from torchvision's own list so that they cannot drift apart."""
 
 
-class ColoredMNISTDataModule(SelfLoopDataModule):
+class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
     """Colored MNIST (see the module docstring): digit strokes painted in the hidden subgroup's colour.
 
     Args:

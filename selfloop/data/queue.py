@@ -102,7 +102,9 @@ class StackingQueue:
         """Read a shard after checking its hash against the manifest."""
         path = self.folder / shard.file
         if not path.is_file():
-            raise ShardError(f"queue shard {path} is missing; the manifest lists it for generation {shard.generation}")
+            raise ShardError(
+                f"queue shard {path} is missing; the manifest lists it for generation {shard.generation}"
+            )
         if not self.verify(shard):
             raise ShardError(
                 f"queue shard {path} does not match the hash in the manifest (truncated or edited); "
@@ -115,7 +117,9 @@ class StackingQueue:
         if not self.shards:
             return None
         parts = [self.load_shard(s) for s in self.shards]
-        return ImageSet.generated(torch.cat([p["images"] for p in parts]), torch.cat([p["labels"] for p in parts]))
+        return ImageSet.generated(
+            torch.cat([p["images"] for p in parts]), torch.cat([p["labels"] for p in parts])
+        )
 
     @staticmethod
     def _payload(generation: int, images: Tensor, labels: Tensor, scores: Tensor) -> dict:

@@ -14,7 +14,9 @@ from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_ui
 def _num_upsamplings(image_size: int) -> int:
     steps = math.log2(image_size / 4)
     if image_size < 16 or steps != int(steps):
-        raise ValueError(f"the DCGAN needs --data.image_size = 4 * 2^k >= 16 (16, 32, 64, ...), got {image_size}")
+        raise ValueError(
+            f"the DCGAN needs --data.image_size = 4 * 2^k >= 16 (16, 32, 64, ...), got {image_size}"
+        )
     return int(steps)
 
 
@@ -30,7 +32,11 @@ class _Generator(nn.Module):
         layers: list[nn.Module] = []
         ch = top
         for _ in range(steps - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(True),
+            ]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -47,7 +53,11 @@ class _Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         ch = width
         for _ in range(steps - 1):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch * 2),
+                nn.LeakyReLU(0.2, True),
+            ]
             ch *= 2
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.adversarial = nn.Linear(ch * 16, 1)
@@ -121,7 +131,9 @@ class ConditionalDCGAN(ConditionalGenerator):
 
         self.toggle_optimizer(opt_g)
         fake_score, fake_logits = self.discriminator(fake, fake_labels)
-        loss_g = F.softplus(-fake_score).mean() + self.hparams.aux_weight * F.cross_entropy(fake_logits, fake_labels)
+        loss_g = F.softplus(-fake_score).mean() + self.hparams.aux_weight * F.cross_entropy(
+            fake_logits, fake_labels
+        )
         self.manual_backward(loss_g)
         opt_g.step()
         opt_g.zero_grad()
@@ -145,7 +157,11 @@ class ConditionalDCGAN(ConditionalGenerator):
             z = torch.randn(len(chunk), self.hparams.latent_dim, generator=generator).to(self.device)
             out.append(to_uint8(self(z, chunk.to(self.device))).cpu())
         self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)
+        return (
+            torch.cat(out)
+            if out
+            else torch.empty(0, self.channels, self.image_size, self.image_size, dtype=torch.uint8)
+        )
 
 
 def _dcgan_init(module: nn.Module) -> None:

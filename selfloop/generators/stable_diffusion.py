@@ -99,15 +99,25 @@ class StableDiffusionLoRA(ConditionalGenerator):
         super().__init__(num_classes, channels, image_size)
         self.save_hyperparameters()
         if channels != 3:
-            raise ValueError(f"Stable Diffusion generates RGB images: --data.channels must be 3, got {channels}")
-        for flag, value in (("rank", rank), ("sample_steps", sample_steps), ("sample_batch_size", sample_batch_size)):
+            raise ValueError(
+                f"Stable Diffusion generates RGB images: --data.channels must be 3, got {channels}"
+            )
+        for flag, value in (
+            ("rank", rank),
+            ("sample_steps", sample_steps),
+            ("sample_batch_size", sample_batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"--generator.init_args.{flag} must be >= 1, got {value}")
         for flag, value in (("sample_resolution", sample_resolution), ("train_resolution", train_resolution)):
             if value is not None and (value < 8 or value % 8):
-                raise ValueError(f"--generator.init_args.{flag} must be a multiple of 8 (the VAE's factor), got {value}")
+                raise ValueError(
+                    f"--generator.init_args.{flag} must be a multiple of 8 (the VAE's factor), got {value}"
+                )
         if "{name}" not in prompt_template:
-            raise ValueError(f"--generator.init_args.prompt_template must contain {{name}}, got {prompt_template!r}")
+            raise ValueError(
+                f"--generator.init_args.prompt_template must contain {{name}}, got {prompt_template!r}"
+            )
 
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from peft import LoraConfig
@@ -166,7 +176,8 @@ class StableDiffusionLoRA(ConditionalGenerator):
             pixels = F.interpolate(pixels, size=(resolution, resolution), mode="bilinear", antialias=True)
         with torch.no_grad():
             latents = self.vae.encode(pixels.to(_dtype(self.vae))).latent_dist.sample()
-            latents = latents * self.vae.config.scaling_factor
+            # The noise schedule is applied in fp32 whatever the VAE's precision.
+            latents = latents.float() * self.vae.config.scaling_factor
             cond = self.prompt_embeddings()[labels]
         noise = torch.randn_like(latents)
         steps = self.noise_scheduler.config.num_train_timesteps
@@ -196,7 +207,9 @@ class StableDiffusionLoRA(ConditionalGenerator):
         key = (tuple(prompts), self.device, _dtype(self.text_encoder))
         if key not in self._prompt_cache:
             # CLIP's 77 tokens; a tokenizer saved without model_max_length reports a huge sentinel.
-            max_length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+            max_length = min(
+                self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings
+            )
             tokens = self.tokenizer(
                 prompts,
                 padding="max_length",
@@ -283,7 +296,9 @@ class StableDiffusionLoRA(ConditionalGenerator):
         """Set the LoRA weights from ``generator_state``'s output."""
         from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-        expected = {k: v.shape for k, v in get_peft_model_state_dict(self.unet, adapter_name=_ADAPTER).items()}
+        expected = {
+            k: v.shape for k, v in get_peft_model_state_dict(self.unet, adapter_name=_ADAPTER).items()
+        }
         missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
         mismatched = sorted(k for k in expected.keys() & state.keys() if state[k].shape != expected[k])
         if missing or unexpected or mismatched:
@@ -347,7 +362,9 @@ def _sample_scheduler(name: SampleScheduler, config: dict[str, Any]):
         "pndm": PNDMScheduler,
     }
     if name not in classes:
-        raise ValueError(f"--generator.init_args.sample_scheduler must be one of {sorted(classes)}, got {name!r}")
+        raise ValueError(
+            f"--generator.init_args.sample_scheduler must be one of {sorted(classes)}, got {name!r}"
+        )
     return classes[name].from_config(config)
 
 
@@ -360,6 +377,11 @@ def _how_to_get(path: str) -> str:
     )
 
 
+def _shown(path: Path) -> str:
+    """A path as given, with its absolute form when it is relative (the working directory matters)."""
+    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
+
+
 def _resolve_pretrained(path: str, allow_download: bool) -> str:
     """The local folder to load from, or with ``allow_download`` a Hub id."""
     folder = Path(os.path.expanduser(path))
@@ -367,7 +389,7 @@ def _resolve_pretrained(path: str, allow_download: bool) -> str:
         missing = [name for name in _COMPONENTS if not (folder / name).exists()]
         if missing and not allow_download:
             raise MissingWeightsError(
-                f"{folder} is not a complete diffusers Stable Diffusion folder: {', '.join(missing)} missing. "
+                f"{_shown(folder)} is not a complete diffusers Stable Diffusion folder: {', '.join(missing)} missing. "
                 + _how_to_get(path),
                 path=folder,
             )
@@ -375,7 +397,7 @@ def _resolve_pretrained(path: str, allow_download: bool) -> str:
     if allow_download:
         return path
     raise MissingWeightsError(
-        f"Stable Diffusion weights not found: {folder} does not exist (downloading is off; "
+        f"Stable Diffusion weights not found: {_shown(folder)} does not exist (downloading is off; "
         f"--generator.init_args.allow_download true lets diffusers fetch {SD15_REPO}). " + _how_to_get(path),
         path=folder,
     )

@@ -100,7 +100,9 @@ def _check_images(images: Tensor) -> None:
 
 def _check_boxes(boxes: Tensor, images: Tensor) -> Tensor:
     if boxes.shape != (images.shape[0], 4):
-        raise ValueError(f"boxes must be ({images.shape[0]}, 4) rows (ymin, ymax, xmin, xmax), got {tuple(boxes.shape)}")
+        raise ValueError(
+            f"boxes must be ({images.shape[0]}, 4) rows (ymin, ymax, xmin, xmax), got {tuple(boxes.shape)}"
+        )
     return boxes.to(device=images.device, dtype=torch.long)
 
 

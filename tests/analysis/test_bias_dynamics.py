@@ -90,15 +90,32 @@ def simulated_rows(
     rng = np.random.default_rng(123)
     rows = []
     for seed in seeds:
-        q = np.full(generations, constant_q) if constant_q is not None else rng.uniform(0.6, 0.95, generations)
+        q = (
+            np.full(generations, constant_q)
+            if constant_q is not None
+            else rng.uniform(0.6, 0.95, generations)
+        )
         u = rng.uniform(0.0, 0.3, generations)
         for g in range(1, generations + 1):
-            rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "gen_label_acc_kept", "value": q[g - 1]})
-            rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": u[g - 1]})
+            rows.append(
+                {
+                    "generation": g,
+                    "arch": "generator",
+                    "seed": seed,
+                    "metric": "gen_label_acc_kept",
+                    "value": q[g - 1],
+                }
+            )
+            rows.append(
+                {"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": u[g - 1]}
+            )
         for arch, c_m in c.items():
             b = simulate_bias_dynamics(c_m, 0.1, q, u, KAPPA_Q, KAPPA_U)
             b = b * (1 + noise * rng.standard_normal(len(b)))
-            rows += [{"generation": g, "arch": arch, "seed": seed, "metric": "md", "value": v} for g, v in enumerate(b)]
+            rows += [
+                {"generation": g, "arch": arch, "seed": seed, "metric": "md", "value": v}
+                for g, v in enumerate(b)
+            ]
     return rows
 
 
@@ -155,7 +172,10 @@ def test_constant_quality_is_not_identifiable_and_merges_into_c() -> None:
 
 
 def test_meo_is_turned_into_a_bias() -> None:
-    rows = [{**r, "metric": "meo", "value": 1 - r["value"]} if r["metric"] == "md" else r for r in simulated_rows(noise=0.0)]
+    rows = [
+        {**r, "metric": "meo", "value": 1 - r["value"]} if r["metric"] == "md" else r
+        for r in simulated_rows(noise=0.0)
+    ]
     fit = fit_bias_dynamics(rows, metric="meo", n_bootstrap=0)
     assert fit.parameter("c[lenet]").estimate == pytest.approx(TRUE_C["lenet"], abs=1e-6)
     assert math.isnan(fit.parameter("c[lenet]").low)
@@ -166,10 +186,28 @@ def test_verdict_says_when_the_conjecture_does_not_fit() -> None:
     rows = []
     for seed in (0, 1):
         for g, b in enumerate([0.05, 0.1, 0.2, 0.4, 0.2, 0.1]):
-            rows.append({"generation": g, "arch": "lenet", "seed": seed, "metric": "md", "value": b * (1 + 0.01 * seed)})
+            rows.append(
+                {
+                    "generation": g,
+                    "arch": "lenet",
+                    "seed": seed,
+                    "metric": "md",
+                    "value": b * (1 + 0.01 * seed),
+                }
+            )
             if g:
-                rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "gen_label_acc_kept", "value": 0.8})
-                rows.append({"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": 0.1})
+                rows.append(
+                    {
+                        "generation": g,
+                        "arch": "generator",
+                        "seed": seed,
+                        "metric": "gen_label_acc_kept",
+                        "value": 0.8,
+                    }
+                )
+                rows.append(
+                    {"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": 0.1}
+                )
     fit = fit_bias_dynamics(rows, n_bootstrap=5)
     assert fit.holdout["rmse_model"] > fit.holdout["rmse_baseline"]
     assert fit.verdict.startswith("The eq. 6 conjecture does not fit these runs")
@@ -180,7 +218,9 @@ def test_too_few_generations_and_bad_tables() -> None:
     assert fit.holdout is None and fit.verdict.startswith("Cannot test")
     with pytest.raises(ValueError, match="'u_t'"):
         fit_bias_dynamics([r for r in simulated_rows() if r["metric"] != "u_t"])
-    no_u = fit_bias_dynamics([r for r in simulated_rows(noise=0.0) if r["metric"] != "u_t"], u_metric=None, n_bootstrap=0)
+    no_u = fit_bias_dynamics(
+        [r for r in simulated_rows(noise=0.0) if r["metric"] != "u_t"], u_metric=None, n_bootstrap=0
+    )
     assert not no_u.parameter("kappa_U").identifiable
     with pytest.raises(ValueError, match="one experiment"):
         fit_bias_dynamics([{**r, "group": "a" if r["seed"] else "b"} for r in simulated_rows()])

@@ -55,7 +55,9 @@ def digits_metrics(seed: int) -> dict:
             metrics[g, "generator", "fid_raw"] = FID_RAW[g - 1][seed]
             metrics[g, "generator", "fid_kept"] = FID_RAW[g - 1][seed] - 5
     for arch in ARCHS:
-        md = simulate_bias_dynamics(C[arch], 0.1, q, u, 0.5, 1.0) * (1 + 0.01 * rng.standard_normal(GENERATIONS + 1))
+        md = simulate_bias_dynamics(C[arch], 0.1, q, u, 0.5, 1.0) * (
+            1 + 0.01 * rng.standard_normal(GENERATIONS + 1)
+        )
         for g in range(GENERATIONS + 1):
             metrics[g, arch, "acc"] = 0.95 - 0.02 * g
             metrics[g, arch, "md"] = md[g]
@@ -81,11 +83,25 @@ def hard_imagenet_metrics(seed: int) -> dict:
 @pytest.fixture
 def run_dirs(tmp_path: Path) -> list[Path]:
     dirs = [
-        write_run(tmp_path / "runs" / f"digits_{s}", "selfloop.data.digits.ColoredDigitsDataModule", s, ARCHS, GENERATIONS, digits_metrics(s))
+        write_run(
+            tmp_path / "runs" / f"digits_{s}",
+            "selfloop.data.digits.ColoredDigitsDataModule",
+            s,
+            ARCHS,
+            GENERATIONS,
+            digits_metrics(s),
+        )
         for s in range(3)
     ]
     dirs += [
-        write_run(tmp_path / "runs" / f"hin_{s}", "selfloop.data.hard_imagenet.HardImageNetDataModule", s, ["resnet50"], 2, hard_imagenet_metrics(s))
+        write_run(
+            tmp_path / "runs" / f"hin_{s}",
+            "selfloop.data.hard_imagenet.HardImageNetDataModule",
+            s,
+            ["resnet50"],
+            2,
+            hard_imagenet_metrics(s),
+        )
         for s in range(2)
     ]
     return dirs
@@ -136,7 +152,11 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
     assert (out / f"eq6_{digits}_holdout.csv").read_text().count("\n") == 2
     assert not (out / f"eq6_{hin}.md").exists()
     with open(out / f"metrics_{digits}.csv") as handle:
-        md0 = [r for r in csv.DictReader(handle) if r["metric"] == "md" and r["arch"] == "lenet" and r["generation"] == "0"]
+        md0 = [
+            r
+            for r in csv.DictReader(handle)
+            if r["metric"] == "md" and r["arch"] == "lenet" and r["generation"] == "0"
+        ]
     assert md0[0]["n"] == "3" and md0[0]["seeds"] == "0 1 2"
 
     page = (out / "index.html").read_text()
@@ -158,7 +178,14 @@ def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
         main([str(empty), "--out", str(tmp_path / "out")])
     # As a command: one line naming the path, no traceback.
     done = subprocess.run(
-        [sys.executable, "-m", "selfloop.analysis.report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "selfloop.analysis.report",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

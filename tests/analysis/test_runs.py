@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from selfloop.analysis.runs import (
+    IGNORED_KEYS,
     RunLoadError,
     aggregate,
     by_group,
@@ -21,7 +22,9 @@ from selfloop.analysis.runs import (
 )
 
 
-def digits_config(path: Path, seed: int, bias: str = "unbiased", generations: int = 1, archs=("lenet",)) -> dict:
+def digits_config(
+    path: Path, seed: int, bias: str = "unbiased", generations: int = 1, archs=("lenet",)
+) -> dict:
     """A trimmed resolved config as ``config.yaml`` holds it; per-run keys differ between seeds on purpose."""
     return {
         "seed_everything": False,
@@ -50,7 +53,9 @@ def write_run(path: Path, config: dict, metrics: dict[tuple[int, str, str], floa
     if completed is None:
         gens, archs = config["loop"]["generations"], config["loop"]["archs"] or [config["model"]["arch"]]
         completed = [f"g{n}/classifier/{a}" for n in range(gens + 1) for a in archs]
-    (path / "manifest.json").write_text(json.dumps({"seed": config["loop"]["seed"], "completed": completed, "format": 1}))
+    (path / "manifest.json").write_text(
+        json.dumps({"seed": config["loop"]["seed"], "completed": completed, "format": 1})
+    )
     with open(path / "metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["generation", "arch", "seed", "metric", "value"])
@@ -67,10 +72,21 @@ MD = {0: (0.1, 0.3), 1: (0.2, 0.5), 2: (0.4, math.nan)}
 def sweep(tmp_path: Path) -> Path:
     root = tmp_path / "sweep"
     for seed, (md0, md1) in MD.items():
-        metrics = {(0, "lenet", "md"): md0, (1, "lenet", "md"): md1, (0, "lenet", "acc"): 0.9, (1, "generator", "num_kept"): 40}
-        write_run(root / "unbiased" / f"seed_{seed}", digits_config(root / "unbiased" / f"seed_{seed}", seed), metrics)
+        metrics = {
+            (0, "lenet", "md"): md0,
+            (1, "lenet", "md"): md1,
+            (0, "lenet", "acc"): 0.9,
+            (1, "generator", "num_kept"): 40,
+        }
+        write_run(
+            root / "unbiased" / f"seed_{seed}",
+            digits_config(root / "unbiased" / f"seed_{seed}", seed),
+            metrics,
+        )
     biased = root / "biased" / "seed_0"
-    write_run(biased, digits_config(biased, 0, bias="biased"), {(0, "lenet", "md"): 0.7, (1, "lenet", "md"): 0.9})
+    write_run(
+        biased, digits_config(biased, 0, bias="biased"), {(0, "lenet", "md"): 0.7, (1, "lenet", "md"): 0.9}
+    )
     return root
 
 
@@ -124,7 +140,9 @@ def test_generator_rows_and_tidy_table(sweep: Path) -> None:
 def test_finished_comes_from_manifest_and_config(tmp_path: Path) -> None:
     cfg = digits_config(tmp_path / "a", 0, generations=2, archs=("lenet", "vgg19"))
     done = write_run(tmp_path / "a", cfg, {(0, "lenet", "md"): 0.1})
-    partial = write_run(tmp_path / "b", cfg, {(0, "lenet", "md"): 0.1}, completed=["g0/classifier/lenet", "g1/filter"])
+    partial = write_run(
+        tmp_path / "b", cfg, {(0, "lenet", "md"): 0.1}, completed=["g0/classifier/lenet", "g1/filter"]
+    )
     no_archs = digits_config(tmp_path / "c", 0, generations=1, archs=None)  # panel falls back to model.arch
     default_panel = write_run(tmp_path / "c", no_archs, {(0, "lenet", "md"): 0.1})
     assert run_finished(done) and not run_finished(partial) and run_finished(default_panel)
@@ -146,3 +164,9 @@ def test_missing_and_invalid_run_directories_are_named(tmp_path: Path) -> None:
     (broken / "metrics.csv").unlink()
     with pytest.raises(RunLoadError, match=r"broken.*no metrics\.csv"):
         load_runs([broken])
+
+
+def test_more_ignored_keys_merge_groups(sweep: Path) -> None:
+    assert len(by_group(load_runs([sweep]))) == 2
+    merged = load_runs([sweep], ignored=(*IGNORED_KEYS, "data.init_args.bias"))
+    assert len(by_group(merged)) == 1

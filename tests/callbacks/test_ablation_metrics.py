@@ -101,7 +101,9 @@ def test_records_at_the_end_of_a_fit():
 
 def test_empty_evaluation_set_gives_nan():
     empty = SegmentedImages(
-        torch.zeros(0, 3, 8, 8, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), torch.zeros(0, 8, 8, dtype=torch.bool)
+        torch.zeros(0, 3, 8, 8, dtype=torch.uint8),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, 8, 8, dtype=torch.bool),
     )
     result = AblationMetrics(empty, record=lambda m: None).evaluate(CenterPixel())
     assert all(v != v for v in result.values())

@@ -10,7 +10,7 @@ import torch
 from torchvision.io import write_jpeg, write_png
 
 from selfloop.callbacks.ablation_metrics import AblationMetrics
-from selfloop.data.errors import DatasetNotFoundError
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.hard_imagenet import HardImageNetDataModule
 from selfloop.metrics.ablations import boxes_from_masks
 
@@ -106,7 +106,9 @@ def test_splits_labels_and_class_names_follow_the_meta_files(tree):
     assert torch.bincount(real.test.labels).tolist() == [2] * 15
     # Every image of class c has colour (16 c, 100, 200), up to JPEG's rounding.
     for split in (real.train, real.val, real.test):
-        expected = torch.stack([split.labels * 16, torch.full_like(split.labels, 100), torch.full_like(split.labels, 200)], 1)
+        expected = torch.stack(
+            [split.labels * 16, torch.full_like(split.labels, 100), torch.full_like(split.labels, 200)], 1
+        )
         mean = split.images.float().mean((2, 3))
         assert (mean - expected).abs().max() < 4
 
@@ -191,6 +193,19 @@ def test_missing_pieces_raise_one_error_naming_the_path(own_tree, remove, hint):
         _ = make(own_tree).real
     assert str(path) in str(err.value)
     assert isinstance(err.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("damaged", ["image", "meta"])
+def test_damaged_files_name_the_file(own_tree, damaged):
+    if damaged == "image":
+        wnid = wnid_of(INDICES[5])
+        path = next((own_tree["imagenet"] / "val" / wnid).iterdir())
+    else:
+        path = own_tree["hard"] / "meta" / "idx_to_wnid.pkl"
+    path.write_bytes(b"not an image nor a pickle")
+    with pytest.raises(CorruptDatasetError) as err:
+        _ = make(own_tree).real
+    assert str(path) in str(err.value)
 
 
 def test_separate_mask_root(tmp_path):

@@ -104,7 +104,21 @@ def test_train_limit_caps_every_split_stratified(mnist_root):
     assert torch.bincount(real.train.labels).tolist() == [5] * 10
     assert torch.bincount(real.val.labels).tolist() == [1] * 10
     assert len(real.test) == 3 * 10 * TEST_PER_CLASS
-    assert len(_module(mnist_root, train_limit=10).real.test) == 3 * 10
+
+
+def test_train_limit_caps_the_test_split_too(tmp_path):
+    write_mnist(tmp_path, train_per_class=6, test_per_class=4)
+    real = ColoredMNISTDataModule(root=str(tmp_path), val_fraction=1 / 3, train_limit=30).real
+    # 30 of 60 train digits: 3 per class, 1 held out; 30 of 40 test digits: 3 per class, in 3 colours.
+    assert torch.bincount(real.train.labels).tolist() == [2] * 10
+    assert (_counts(real.test.labels, real.test.subgroups) == 3).all()
+
+
+@pytest.mark.parametrize(("limit", "flag"), [(4, "--data.train_limit"), (20, "--data.val_fraction")])
+def test_limits_that_empty_a_split_name_the_flag(mnist_root, limit, flag):
+    # 4 of 120 rounds to 0 per class; 20 keeps 2 per class, of which a sixth rounds to 0 held out.
+    with pytest.raises(ValueError, match=flag):
+        _ = _module(mnist_root, train_limit=limit).real
 
 
 def test_gz_only_copy_is_decompressed(tmp_path):

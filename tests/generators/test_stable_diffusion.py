@@ -28,7 +28,11 @@ CLASS_NAMES = ["cat", "dog", "ski"]
 
 def _byte_to_unicode() -> dict[int, str]:
     """GPT-2 / CLIP's reversible map from bytes to printable characters."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = printable[:]
     extra = 0
     for b in range(256):
@@ -36,7 +40,7 @@ def _byte_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
 
 
 def build_tiny_sd(folder: Path) -> Path:
@@ -124,13 +128,13 @@ def make(sd_dir: Path, seed: int = 0, **kwargs) -> StableDiffusionLoRA:
     return generator
 
 
-def fit(generator: StableDiffusionLoRA, steps: int = 3) -> None:
+def fit(generator: StableDiffusionLoRA, steps: int = 3, precision: str = "32-true") -> None:
     torch.manual_seed(1)
     data = ImageSet.generated(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), torch.arange(8) % 3)
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
-        precision="32-true",
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -176,7 +180,11 @@ def test_lora_is_fresh_every_generation(sd_dir):
 def test_training_changes_lora_and_never_the_base_model(sd_dir):
     generator = make(sd_dir, lr=1e-2)
     base = {
-        **{f"unet.{n}": p.detach().clone() for n, p in generator.unet.named_parameters() if not p.requires_grad},
+        **{
+            f"unet.{n}": p.detach().clone()
+            for n, p in generator.unet.named_parameters()
+            if not p.requires_grad
+        },
         **{f"vae.{n}": p.detach().clone() for n, p in generator.vae.named_parameters()},
         **{f"text.{n}": p.detach().clone() for n, p in generator.text_encoder.named_parameters()},
     }
@@ -193,6 +201,17 @@ def test_training_changes_lora_and_never_the_base_model(sd_dir):
     assert all(torch.equal(current[k], v) for k, v in base.items())
     assert any(not torch.equal(after[k], v) for k, v in before.items() if ".lora_B." in k)
     assert all(torch.count_nonzero(v) > 0 for k, v in after.items() if ".lora_B." in k)
+
+
+def test_half_precision_halves_the_base_model_and_trains_lora_in_fp32(sd_dir):
+    generator = make(sd_dir, lr=1e-2)
+    before = generator.generator_state()
+    fit(generator, steps=2, precision="bf16-true")
+    assert generator.unet.conv_in.weight.dtype == generator.vae.encoder.conv_in.weight.dtype == torch.bfloat16
+    after = generator.generator_state()
+    assert {v.dtype for v in after.values()} == {torch.float32}
+    assert any(not torch.equal(after[k], v) for k, v in before.items())
+    assert generator.sample(torch.tensor([0, 2]), seed=0).dtype == torch.uint8
 
 
 def test_generator_state_round_trips(sd_dir):
@@ -212,7 +231,9 @@ def test_saved_lora_loads_into_a_stock_pipeline(sd_dir, tmp_path):
     generator = make(sd_dir, rank=4, alpha=8)  # alpha != rank: the scale must survive the round trip
     state = generator.generator_state()
     torch.manual_seed(6)
-    generator.load_generator_state({k: torch.randn_like(v) if ".lora_B." in k else v for k, v in state.items()})
+    generator.load_generator_state(
+        {k: torch.randn_like(v) if ".lora_B." in k else v for k, v in state.items()}
+    )
     folder = generator.save_lora(tmp_path / "lora")
     assert (folder / "pytorch_lora_weights.safetensors").is_file()
 
@@ -236,7 +257,9 @@ def test_saved_lora_loads_into_a_stock_pipeline(sd_dir, tmp_path):
     # The stock pipeline's UNet now computes exactly what the generator's UNet computes.
     x, t, context = torch.randn(2, 4, 2, 2), torch.tensor([10, 500]), torch.randn(2, 7, 8)
     with torch.no_grad():
-        assert torch.allclose(pipe.unet(x, t, context).sample, generator.unet(x, t, context).sample, atol=1e-6)
+        assert torch.allclose(
+            pipe.unet(x, t, context).sample, generator.unet(x, t, context).sample, atol=1e-6
+        )
 
 
 def test_save_artifacts_writes_the_lora_folder(sd_dir, tmp_path):
@@ -340,11 +363,20 @@ def test_two_generations_on_hard_imagenet_with_stable_diffusion(sd_dir, tmp_path
         rows = list(csv.DictReader(handle))
     lenet = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "lenet"}
     for n in range(3):
-        for metric in ("acc", "acc_object_gray", "acc_box_gray", "acc_box_tile", "drop_object_gray", "drop_box_tile"):
+        for metric in (
+            "acc",
+            "acc_object_gray",
+            "acc_box_gray",
+            "acc_box_tile",
+            "drop_object_gray",
+            "drop_box_tile",
+        ):
             assert (n, metric) in lenet
             assert -1 <= lenet[(n, metric)] <= 1
         assert lenet[(n, "drop_box_gray")] == pytest.approx(lenet[(n, "acc")] - lenet[(n, "acc_box_gray")])
-    generated = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"}
+    generated = {
+        (int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"
+    }
     # drop_fraction 0.6: 15 survivors (1 per class) out of ceil(1 / 0.4) = 3 candidates per class.
     assert generated[(1, "num_kept")] == 15 and generated[(1, "num_candidates")] == 45
     for n in (1, 2):

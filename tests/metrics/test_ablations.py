@@ -159,7 +159,9 @@ def test_tile_of_a_whole_image_box_is_gray_and_empty_boxes_change_nothing():
 
 
 def test_ablations_are_batched_per_image_and_per_channel():
-    rgb = torch.stack([torch.tensor(GRID), torch.tensor(GRID) + 100, torch.tensor(GRID) + 200]).to(torch.uint8)
+    rgb = torch.stack([torch.tensor(GRID), torch.tensor(GRID) + 100, torch.tensor(GRID) + 200]).to(
+        torch.uint8
+    )
     images = torch.stack([rgb, rgb.flip(2)])
     boxes = torch.tensor([[1, 2, 1, 2], [1, 2, 4, 5]])
     out = ablate_box_tile(images, boxes)

@@ -1,0 +1,76 @@
+"""Two-generation runs of the real CLI and configs on MNIST and CIFAR-100 fixtures in the real formats."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from fixtures_formats import write_cifar100, write_mnist
+
+from selfloop.classifiers.pretrained import MissingWeightsError, expected_weights_path
+from selfloop.cli import SelfLoopCLI
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+# Seconds-long settings; everything else comes from the config under test.
+TINY = [
+    "--loop.generations", "1",
+    "--loop.archs", "[lenet]",
+    "--trainer.max_epochs", "1",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.logger", "false",
+    "--loop.generator_epochs", "1",
+    "--loop.samples_per_generation", "20",
+    "--generator.init_args.width", "8",
+    "--generator.init_args.latent_dim", "16",
+]  # fmt: skip
+
+
+def _run(config: str, root: Path, run: Path, *extra: str) -> None:
+    SelfLoopCLI(
+        args=["fit", "--config", str(CONFIGS / config), "--data.init_args.root", str(root),
+              "--loop.run_dir", str(run), *TINY, *extra]
+    )  # fmt: skip
+
+
+def _generations(run: Path) -> set[int]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return {int(row["generation"]) for row in csv.DictReader(handle) if row["arch"] == "lenet"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["colored_mnist_unbiased.yaml", "colored_mnist_biased.yaml"])
+def test_colored_mnist_configs_run_on_idx_files(tmp_path, config):
+    write_mnist(tmp_path / "data", train_per_class=12, test_per_class=2)
+    _run(config, tmp_path / "data", tmp_path / "run", "--data.init_args.train_limit", "100")
+    assert _generations(tmp_path / "run") == {0, 1}
+
+
+@pytest.mark.slow
+def test_cifar20_config_runs_on_pickles(tmp_path):
+    write_cifar100(tmp_path / "data", train_per_fine=4, test_per_fine=1)
+    # The fixture's md5 sums are not the official ones; half of 2 images per fine class for validation.
+    _run(
+        "cifar20.yaml", tmp_path / "data", tmp_path / "run",
+        "--data.init_args.check_integrity", "false",
+        "--data.init_args.train_limit", "200",
+        "--data.init_args.val_fraction", "0.5",
+    )  # fmt: skip
+    assert _generations(tmp_path / "run") == {0, 1}
+
+
+def test_pretrained_config_offline_names_the_missing_weights(tmp_path, monkeypatch):
+    # No ImageNet weights can be had offline, so instead of a run: the config gets as far as building
+    # its first pretrained classifier and stops with the path to put the weights at.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
+    write_cifar100(tmp_path / "data", train_per_fine=1, test_per_fine=1)
+    with pytest.raises(MissingWeightsError) as info:
+        SelfLoopCLI(
+            args=["fit", "--config", str(CONFIGS / "cifar20_pretrained.yaml"), "--data.init_args.root",
+                  str(tmp_path / "data"), "--data.init_args.check_integrity", "false",
+                  "--loop.run_dir", str(tmp_path / "run")]
+        )  # fmt: skip
+    assert str(expected_weights_path("alexnet")) in str(info.value)
+    assert str(tmp_path / "torch") in str(info.value)
