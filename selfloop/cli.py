@@ -28,6 +28,7 @@ from selfloop.resume import ConfigMismatchError, incompatible_changes, result_co
 from selfloop.run_dir import RunDirectory, RunDirectoryError
 from selfloop.run_state import RunState
 
+RUN_DIR_ENV = "SELFLOOP_RUN_DIR"
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 50,
     "enable_checkpointing": False,
@@ -88,8 +89,12 @@ class SelfLoopCLI(LightningCLI):
     def fit(self, model: ImageClassifier, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
-        datamodule.real  # a missing or damaged data set fails here, before a run directory exists
+        # DDP launches ranks 1.. by re-running this command: they must use rank 0's run directory.
+        chosen = os.environ.get(RUN_DIR_ENV) or loop.run_dir
+        run = RunDirectory(chosen) if chosen else RunDirectory.next_version(loop.root, loop.name)
+        inherited = RUN_DIR_ENV in os.environ
+        os.environ[RUN_DIR_ENV] = str(run.path)
+        _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
         run.create()
         current = result_config(self.config[self.subcommand].as_dict())
         resumed = run.manifest_file.is_file()
@@ -115,9 +120,13 @@ class SelfLoopCLI(LightningCLI):
         resume_command = shlex.join(["python", *sys.argv])
         if "--loop.run_dir" not in sys.argv:
             resume_command += f" --loop.run_dir {shlex.quote(str(run.path))}"
-        SelfConsumingLoop(
-            loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state, resume_command
-        ).run()
+        try:
+            SelfConsumingLoop(
+                loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state, resume_command
+            ).run()
+        finally:
+            if not inherited:
+                os.environ.pop(RUN_DIR_ENV, None)
 
 
 # Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user

@@ -14,7 +14,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from selfloop.analysis.bias_dynamics import unbalanced_generation
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
@@ -230,8 +229,7 @@ class SelfConsumingLoop:
         ]
         trainer = self._trainer(f"gen_{n:03d}", arch, callbacks)
         trainer.fit(model, datamodule=self.datamodule)
-        self.state.save_file(self.state.run.classifier_weights(n, arch), model.state_dict())
-        trainer.strategy.barrier()
+        self.state.save_file(self.state.run.classifier_weights(n, arch), model.state_dict(), trainer.strategy)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float))
         rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
         self.state.complete(key, seed)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_only
 
 from selfloop.data.queue import StackingQueue
@@ -43,10 +44,14 @@ class RunState:
         self.manifest.queue = self.queue.state()
         self.manifest.save(self.run.manifest_file)
 
-    @rank_zero_only
-    def save_file(self, path: Path, obj: Any) -> None:
-        """``torch.save`` atomically and record the file's hash (made durable by the next ``complete``)."""
-        atomic_torch_save(path, obj)
+    def save_file(self, path: Path, obj: Any, strategy: Strategy) -> None:
+        """Rank 0 ``torch.save``-s atomically; after a barrier every rank records the file's hash.
+
+        The hash becomes durable with the next ``complete``.
+        """
+        if strategy.is_global_zero:
+            atomic_torch_save(path, obj)
+        strategy.barrier()
         self.manifest.files[self._relative(path)] = sha256_file(path)
 
     def intact(self, path: Path) -> bool:

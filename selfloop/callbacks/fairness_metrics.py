@@ -55,6 +55,12 @@ class FairnessMetrics(Callback):
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.result = self.evaluate(pl_module, trainer.global_rank, trainer.world_size)
+        # Every test image once: the slices are disjoint and unpadded, so their sizes add up.
+        mine = len(range(trainer.global_rank, len(self.test_set), trainer.world_size))
+        evaluated = trainer.strategy.reduce(
+            torch.tensor(float(mine), device=pl_module.device), reduce_op="sum"
+        )
+        self.result["num_evaluated"] = float(evaluated)
         self.record(self.result)
 
     @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -113,10 +115,11 @@ class GenerationController(Callback):
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, ConditionalGenerator)
-        self.state.save_file(
-            self.state.run.generator_weights(self.plan.generation), pl_module.generator_state()
-        )
-        trainer.strategy.barrier()
+        weights = self.state.run.generator_weights(self.plan.generation)
+        self.state.save_file(weights, pl_module.generator_state(), trainer.strategy)
+        if trainer.is_global_zero:
+            # e.g. the LoRA in the format a stock diffusers pipeline loads
+            pl_module.save_artifacts(self.state.run.generation_dir(self.plan.generation))
         self.state.complete(self.key("generator"))
         self.resume(trainer, pl_module)
 
@@ -127,7 +130,7 @@ class GenerationController(Callback):
             self._sample(trainer, generator)
         crash_point(f"{self.key('sample')}/done")
         if not self.state.manifest.is_done(self.key("filter")):
-            survivors = self._select(*self._load_candidates(), generator.device)
+            survivors = self._select(*self._load_candidates(), trainer)
             self._push(trainer, survivors)
 
     def rebuild_shard(self, trainer: L.Trainer, load_generator: Callable[[], ConditionalGenerator]) -> None:
@@ -141,7 +144,7 @@ class GenerationController(Callback):
         if not self.state.intact(self.state.run.candidates_file(n)):
             generator = load_generator()
             self._sample(trainer, generator)
-        survivors = self._select(*self._load_candidates(), trainer.strategy.root_device)
+        survivors = self._select(*self._load_candidates(), trainer)
         if trainer.is_global_zero:
             rebuilt = self.state.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
             if not rebuilt:
@@ -163,20 +166,28 @@ class GenerationController(Callback):
         labels = torch.arange(len(plan.class_names)).repeat_interleave(per_class)
         seed = phase_seed(plan.seed, plan.generation, "sample")
         rank_zero_info(f"[selfloop] generation {plan.generation}: sampling {len(labels)} candidates")
-        images = generator.sample(labels, seed=seed)
-        self.state.save_file(
-            self.state.run.candidates_file(plan.generation), {"images": images, "labels": labels}
-        )
-        trainer.strategy.barrier()
+        images = _sample_across_ranks(trainer, generator, labels, seed)
+        candidates = {"images": images, "labels": labels}
+        self.state.save_file(self.state.run.candidates_file(plan.generation), candidates, trainer.strategy)
         self.state.complete(self.key("sample"), seed)
 
-    def _select(self, images: Tensor, labels: Tensor, device: torch.device) -> Survivors:
+    def _select(self, images: Tensor, labels: Tensor, trainer: L.Trainer) -> Survivors:
         plan = self.plan
+        device = trainer.strategy.root_device
         seed = phase_seed(plan.seed, plan.generation, "filter")
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
         result = self.sample_filter(images, labels, context, plan.kept_per_class)
         if plan.human_review:
             result = replace(result, keep=self._reviewed(images, labels, result))
+        # Rank 0 decides; every rank trains on exactly the samples rank 0 writes into the shard.
+        keep = trainer.strategy.broadcast(result.keep, src=0)
+        if trainer.world_size > 1:
+            digest = hashlib.sha256(keep.numpy().tobytes()).hexdigest()[:16]
+            print(
+                f"[selfloop] rank {trainer.global_rank}: generation {plan.generation} filter decisions {digest}",
+                file=sys.stderr,
+            )
+        result = replace(result, keep=keep)
         run = self.state.run
         if self._is_global_zero():
             write_audit(
@@ -237,3 +248,20 @@ class GenerationController(Callback):
         if trainer.is_global_zero:
             self.state.queue.discard(evicted)
         trainer.strategy.barrier()
+
+
+def _sample_across_ranks(
+    trainer: L.Trainer, generator: ConditionalGenerator, labels: Tensor, seed: int
+) -> Tensor:
+    """Every rank samples its slice of ``labels`` with its own seed; the slices are gathered in order."""
+    world, rank = trainer.world_size, trainer.global_rank
+    if world == 1:
+        return generator.sample(labels, seed=seed)
+    chunks = labels.tensor_split(world)
+    mine = generator.sample(chunks[rank], seed=seed + rank)
+    # all_gather needs equal shapes: pad every slice to the longest, then trim.
+    size = max(len(c) for c in chunks)
+    padded = torch.zeros(size, *mine.shape[1:], dtype=mine.dtype)
+    padded[: len(mine)] = mine
+    gathered = trainer.strategy.all_gather(padded.to(trainer.strategy.root_device)).cpu()
+    return torch.cat([gathered[r][: len(chunks[r])] for r in range(world)])

@@ -40,6 +40,9 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
 
     num_classes: int
     num_subgroups: int
+    # Subgroup ids of (generated) images where an exact attribute oracle exists (colour), used to
+    # measure unbalanced generation u_t; None where the data set has none.
+    subgroup_oracle: Callable[[torch.Tensor], torch.Tensor] | None = None
     channels: int
     image_size: int
 
@@ -90,13 +93,6 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
         from selfloop.callbacks.fairness_metrics import FairnessMetrics
 
         return FairnessMetrics(self.test_set, self.num_classes, self.num_subgroups, record)
-
-    def subgroup_oracle(self, images: torch.Tensor) -> torch.Tensor | None:
-        """Subgroup ids of (generated) images, where an exact attribute oracle exists, else ``None``.
-
-        The loop uses it to measure unbalanced generation ``u_t``; the default knows no oracle.
-        """
-        return None
 
     def set_generated(self, generated: ImageSet | None) -> None:
         """Hand over the generated images (the queue's contents) for the next phases."""

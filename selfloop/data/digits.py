@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
-    ColourSubgroupOracle,
     COLORS,
+    ColourSubgroupOracle,
     assign_colors,
     colorize,
     majority_color_probs,

@@ -37,8 +37,8 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
-    ColourSubgroupOracle,
     COLORS,
+    ColourSubgroupOracle,
     assign_colors,
     colorize,
     majority_color_probs,

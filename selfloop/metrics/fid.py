@@ -196,7 +196,11 @@ class FidTracker:
         self.batch_size = batch_size
         self.device = torch.device(device)
         # normalize=False: images go in as uint8, as the Inception weights expect.
-        self.metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, normalize=False)
+        # sync_on_compute=False: under DDP every rank scores the same images, so summing the
+        # states across ranks would count each image once per rank.
+        self.metric = FrechetInceptionDistance(
+            feature=extractor, reset_real_features=False, normalize=False, sync_on_compute=False
+        )
         self.metric.to(self.device)
         self.num_features = int(self.metric.real_features_sum.numel())
         self._has_real = False

@@ -1,0 +1,50 @@
+"""The whole loop under Lightning DDP with 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from selfloop.data.digits import ColoredDigitsDataModule
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_process_ddp_run(tiny_run_args, tmp_path):
+    run = tmp_path / "run"
+    ddp = ("--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2")
+    args = tiny_run_args(run, "--loop.generations", "2", "--loop.queue_capacity", "1", *ddp)
+    result = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # One copy of each shard, FIFO eviction done once.
+    assert sorted(p.name for p in (run / "queue").glob("*.pt")) == ["gen_002.pt"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [s["generation"] for s in manifest["queue"]] == [2] and manifest["queue"][0]["count"] == 40
+
+    # One metrics.csv row per (generation, arch, metric), written by rank 0 alone.
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    counts = Counter((r["generation"], r["arch"], r["metric"]) for r in rows)
+    assert set(counts.values()) == {1}
+    # Evaluation counted every test image exactly once across the two ranks.
+    test_size = len(ColoredDigitsDataModule(image_size=16).real.test)
+    evaluated = [float(r["value"]) for r in rows if r["metric"] == "num_evaluated"]
+    assert evaluated == [test_size] * 3
+
+    # Both ranks trained on the same filter decisions.
+    decisions = re.findall(r"rank (\d): generation (\d) filter decisions (\w+)", result.stderr)
+    by_generation: dict[str, dict[str, str]] = {}
+    for rank, generation, digest in decisions:
+        by_generation.setdefault(generation, {})[rank] = digest
+    assert set(by_generation) == {"1", "2"}
+    for digests in by_generation.values():
+        assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
