@@ -172,9 +172,10 @@ class SelfConsumingLoop:
         self._prepare_data(n, "generator")
         manifest.seeds[f"g{n}/generator"] = seed
         callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
-        trainer = self._trainer(
-            f"gen_{n:03d}", "generator", callbacks, max_epochs=self.config.generator_epochs
-        )
+        overrides: dict[str, Any] = {"max_epochs": self.config.generator_epochs}
+        if generator.ddp_find_unused_parameters and self.trainer_kwargs.get("strategy") == "ddp":
+            overrides["strategy"] = "ddp_find_unused_parameters_true"
+        trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, **overrides)
         trainer.fit(generator, datamodule=self.datamodule)
 
     def _fresh_generator(self) -> ConditionalGenerator:

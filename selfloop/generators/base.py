@@ -26,6 +26,10 @@ class ConditionalGenerator(L.LightningModule, ABC):
         image_size: side of the square images.
     """
 
+    # DDP must look for parameters without gradients when one training step runs several backward
+    # passes over parts of the model (a GAN's discriminator and generator steps).
+    ddp_find_unused_parameters: bool = False
+
     def __init__(self, num_classes: int, channels: int, image_size: int) -> None:
         super().__init__()
         self.num_classes = num_classes

@@ -89,6 +89,8 @@ class ConditionalDCGAN(ConditionalGenerator):
         aux_weight: weight of the auxiliary classification loss.
     """
 
+    ddp_find_unused_parameters = True
+
     def __init__(
         self,
         num_classes: int = 10,
