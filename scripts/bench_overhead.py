@@ -118,7 +118,9 @@ class StepClock(Callback):
         self.start = float("nan")
         self.end = float("nan")
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx
+    ) -> None:
         if trainer.global_step == self.skip:
             self.sync()
             self.start = time.perf_counter()
@@ -281,7 +283,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (median taken)")
     parser.add_argument("--warmup-steps", type=int, default=30, help="steps of the untimed warm-up runs")
     parser.add_argument(
-        "--skip", type=int, default=None, help="steps excluded from the steady-state window (default: steps // 10)"
+        "--skip",
+        type=int,
+        default=None,
+        help="steps excluded from the steady-state window (default: steps // 10)",
     )
     parser.add_argument(
         "--data", default="digits", choices=("digits", "synthetic"),
@@ -332,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"torch: {torch.__version__}  lightning: {L.__version__}  threads: {torch.get_num_threads()}")
     shape = "x".join(str(s) for s in data.images.shape)
     print(f"arch: {args.arch}  data: {args.data} {shape} uint8  batch_size: {args.batch_size}")
-    print(f"options: channels_last={args.channels_last} bf16={args.bf16} cudnn_benchmark={args.cudnn_benchmark}")
+    print(
+        f"options: channels_last={args.channels_last} bf16={args.bf16} cudnn_benchmark={args.cudnn_benchmark}"
+    )
 
     # Warm-up: allocator, kernels, lazy imports and first-call costs on both sides.
     warm = min(args.warmup_steps, args.steps)

@@ -22,6 +22,18 @@ TINY_RUN = [
 
 
 @pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache (``$TORCH_HOME/hub``) in ``tmp_path``, so no test sees real weights."""
+    for var in ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    # TORCH_HOME rather than torch.hub.set_dir: set_dir cannot be undone, and would hide TORCH_HOME
+    # from every later test.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    return tmp_path / "hub"
+
+
+@pytest.fixture
 def tiny_run_args(tmp_path):
     """CLI arguments for a seconds-long run of the quick-start config in a temporary run directory."""
 

@@ -15,14 +15,8 @@ NUM_CLASSES = 5
 
 
 @pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path, monkeypatch):
-    """Point the torch hub cache at an empty temporary directory so no test can see real weights."""
-    for var in ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield
-    torch.hub.set_dir(previous)
+def _isolated_hub(hub_dir):
+    """No test here may see real weights."""
 
 
 def _dropouts(model: nn.Module) -> list[nn.Dropout]:

@@ -30,17 +30,6 @@ MARK = 0.123
 
 
 @pytest.fixture
-def hub_dir(tmp_path, monkeypatch) -> Path:
-    """Empty torch hub cache in ``tmp_path``; the previous hub dir is restored afterwards."""
-    for var in ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(previous)
-
-
-@pytest.fixture
 def offline(hub_dir, monkeypatch) -> Path:
     """Like ``hub_dir``, and any accidental download attempt is refused."""
     monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
