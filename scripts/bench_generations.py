@@ -34,6 +34,7 @@ vary by several percent from run to run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import re
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -71,6 +72,11 @@ class PhaseEvent:
         queue_generations: generations in the stacking queue when the fit started.
         train_images: images in the phase's training set (real + queue).
         end_rss: the process's RSS in bytes at ``teardown``.
+        cuda_peak: peak CUDA memory allocated during the fit, in bytes (0 without a GPU).
+        live_tensor_bytes: with ``--census``, bytes of the distinct CPU tensor storages alive at
+            ``teardown`` after a garbage collection (-1 without it).
+        live_objects: with ``--census``, objects tracked by the garbage collector then (-1 without).
+        census_s: seconds the census took (taken out of the generation's wall time).
     """
 
     generation: int
@@ -80,16 +86,21 @@ class PhaseEvent:
     queue_generations: int = 0
     train_images: int = 0
     end_rss: int = 0
+    cuda_peak: int = 0
+    live_tensor_bytes: int = -1
+    live_objects: int = -1
+    census_s: float = 0.0
 
 
 class GenerationTimer(Callback):
     """Records every fit of the loop in ``GenerationTimer.events``.
 
     The loop deep-copies user callbacks for every phase, so the record is a class attribute (shared
-    by all copies), never instance state.
+    by all copies), never instance state; so is the ``census`` switch (``--census``).
     """
 
     events: ClassVar[list[PhaseEvent]] = []
+    census: ClassVar[bool] = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = trainer.logger
@@ -98,6 +109,8 @@ class GenerationTimer(Callback):
             return  # not a phase of the loop (e.g. a helper Trainer without the phase logger)
         datamodule = trainer.datamodule
         train_set = getattr(datamodule, "train_set", None)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
         self.events.append(
             PhaseEvent(
                 generation=int(match.group(1)),
@@ -109,9 +122,29 @@ class GenerationTimer(Callback):
         )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.events and self.events[-1].end != self.events[-1].end:  # NaN: the open phase
-            self.events[-1].end = time.perf_counter()
-            self.events[-1].end_rss = psutil.Process().memory_info().rss
+        if not self.events or self.events[-1].end == self.events[-1].end:  # no open phase (end not NaN)
+            return
+        event = self.events[-1]
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+            event.cuda_peak = torch.cuda.max_memory_allocated()
+        event.end = time.perf_counter()
+        event.end_rss = psutil.Process().memory_info().rss
+        if self.census:
+            event.live_objects, event.live_tensor_bytes = live_census()
+            event.census_s = time.perf_counter() - event.end
+
+
+def live_census() -> tuple[int, int]:
+    """(objects tracked by the garbage collector, bytes of distinct live CPU tensor storages)."""
+    gc.collect()
+    objects = gc.get_objects()
+    storages: dict[int, int] = {}
+    for obj in objects:
+        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu" and not obj.is_meta:
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return len(objects), sum(storages.values())
 
 
 def _queue_size(run_dir: Path) -> int:
@@ -149,14 +182,21 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
-    def peak(self, start: float, end: float) -> int:
-        """Largest RSS sampled in ``[start, end]`` (0 when no sample falls there)."""
-        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+    def peak(self, start: float, end: float, exclude: Sequence[tuple[float, float]] = ()) -> int:
+        """Largest RSS sampled in ``[start, end]`` outside the ``exclude`` intervals (0 if none)."""
+        return max(
+            (
+                rss
+                for t, rss in self.samples
+                if start <= t <= end and not any(a <= t <= b for a, b in exclude)
+            ),
+            default=0,
+        )
 
 
 @dataclass
 class GenerationRow:
-    """One line of the table."""
+    """One line of the table (times in seconds, memory in bytes; -1: not measured)."""
 
     generation: int
     wall_s: float
@@ -166,35 +206,49 @@ class GenerationRow:
     end_rss: int
     queue_generations: int
     train_images: int
+    cuda_peak: int
+    live_tensor_bytes: int
+    live_objects: int
 
     @property
     def other_s(self) -> float:
+        """Time of the generation outside its fits (queue loading, weights and manifest writes)."""
         return self.wall_s - self.generator_s - self.classifiers_s
 
 
 def generation_rows(events: list[PhaseEvent], sampler: RssSampler) -> list[GenerationRow]:
-    """Group the phases by generation and attribute the time between fits to the next generation."""
+    """Group the phases by generation; the time between two fits counts in the later one's generation.
+
+    Args:
+        events: the finished phases, in the order they ran.
+        sampler: the RSS samples of the run.
+    """
     by_generation: dict[int, list[PhaseEvent]] = {}
     for event in events:
         by_generation.setdefault(event.generation, []).append(event)
+    censuses = [(e.end, e.end + e.census_s) for e in events if e.census_s > 0]
     rows = []
     previous_end: float | None = None
     for generation in sorted(by_generation):
         phases = by_generation[generation]
         start = previous_end if previous_end is not None else min(p.start for p in phases)
         end = max(p.end for p in phases)
+        census_s = sum(b - a for a, b in censuses if start <= a < end)
         classifiers = [p for p in phases if p.phase != "generator"]
-        last = classifiers[-1] if classifiers else phases[-1]
+        last = max(phases, key=lambda p: p.end)
         rows.append(
             GenerationRow(
                 generation=generation,
-                wall_s=end - start,
+                wall_s=end - start - census_s,
                 generator_s=sum(p.end - p.start for p in phases if p.phase == "generator"),
                 classifiers_s=sum(p.end - p.start for p in classifiers),
-                peak_rss=max(sampler.peak(start, end), *(p.end_rss for p in phases)),
-                end_rss=max(p.end_rss for p in phases if p.end == end),
+                peak_rss=max(sampler.peak(start, end, censuses), *(p.end_rss for p in phases)),
+                end_rss=last.end_rss,
                 queue_generations=last.queue_generations,
                 train_images=last.train_images,
+                cuda_peak=max(p.cuda_peak for p in phases),
+                live_tensor_bytes=last.live_tensor_bytes,
+                live_objects=last.live_objects,
             )
         )
         previous_end = end
@@ -233,18 +287,25 @@ def _check(values: dict[int, float], reference: int, tolerance: float) -> tuple[
 def report(args: argparse.Namespace, rows: list[GenerationRow], startup_s: float, total_s: float) -> None:
     """Print the table and the goal checks."""
     k = args.queue_capacity
-    header = (
-        "generation", "wall_s", "generator_s", "classifiers_s", "other_s",
-        "peak_rss_mib", "end_rss_mib", "queue_gens", "train_images",
-    )  # fmt: skip
-    print(" ".join(f"{h:>13}" for h in header))
+    columns: list[tuple[str, Callable[[GenerationRow], str]]] = [
+        ("generation", lambda r: f"{r.generation}"),
+        ("wall_s", lambda r: f"{r.wall_s:.2f}"),
+        ("generator_s", lambda r: f"{r.generator_s:.2f}"),
+        ("classifiers_s", lambda r: f"{r.classifiers_s:.2f}"),
+        ("other_s", lambda r: f"{r.other_s:.2f}"),
+        ("peak_rss_mib", lambda r: f"{r.peak_rss / MIB:.1f}"),
+        ("end_rss_mib", lambda r: f"{r.end_rss / MIB:.1f}"),
+        ("queue_gens", lambda r: f"{r.queue_generations}"),
+        ("train_images", lambda r: f"{r.train_images}"),
+    ]
+    if any(r.cuda_peak for r in rows):
+        columns.append(("cuda_peak_mib", lambda r: f"{r.cuda_peak / MIB:.1f}"))
+    if any(r.live_objects >= 0 for r in rows):
+        columns.append(("live_tensor_mib", lambda r: f"{r.live_tensor_bytes / MIB:.1f}"))
+        columns.append(("live_objects", lambda r: f"{r.live_objects}"))
+    print(" ".join(f"{name:>15}" for name, _ in columns))
     for r in rows:
-        cells = (
-            f"{r.generation}", f"{r.wall_s:.2f}", f"{r.generator_s:.2f}", f"{r.classifiers_s:.2f}",
-            f"{r.other_s:.2f}", f"{r.peak_rss / MIB:.1f}", f"{r.end_rss / MIB:.1f}",
-            f"{r.queue_generations}", f"{r.train_images}",
-        )  # fmt: skip
-        print(" ".join(f"{c:>13}" for c in cells))
+        print(" ".join(f"{cell(r):>15}" for _, cell in columns))
     print()
     last_end = sum(r.wall_s for r in rows)
     print(f"startup_s: {startup_s:.2f}")
@@ -301,6 +362,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-tolerance", type=float, default=0.05, help="allowed relative peak RSS growth"
     )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="after every fit, count live objects and CPU tensor bytes (gc; its time is not counted)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Lightning's and the loop's log lines")
     parser.add_argument("--run-dir", default=None, help="keep the run here (default: a temporary folder)")
     parser.add_argument("extra", nargs="*", help="extra CLI arguments, after '--' (e.g. -- --loop.seed 1)")
@@ -319,6 +385,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> list[GenerationRow]:
     from selfloop.cli import SelfLoopCLI
 
     GenerationTimer.events.clear()
+    GenerationTimer.census = args.census
     argv = cli_args(args, run_dir)
     print("command: python main.py " + " ".join(argv), flush=True)
     with RssSampler(args.sample_ms / 1000) as sampler:

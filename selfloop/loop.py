@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from selfloop.analysis.bias_dynamics import unbalanced_generation
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
@@ -110,8 +111,17 @@ class SelfConsumingLoop:
         )
         previous = self._load_classifier(n - 1, self.scorer_arch)
         judge = self._load_classifier(0, self.scorer_arch)
-        return GenerationController(
-            plan, self.state, self.sample_filter, previous, judge, self._fid_tracker(judge)
+        unbalance = self._unbalance if self.datamodule.subgroup_oracle is not None else None
+        fid = self._fid_tracker(judge)
+        return GenerationController(plan, self.state, self.sample_filter, previous, judge, fid, unbalance)
+
+    def _unbalance(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """u_t: total variation between the kept samples' subgroup mix and the real set's, per class."""
+        dm = self.datamodule
+        real = dm.real.train
+        subgroups = dm.subgroup_oracle(images)
+        return unbalanced_generation(
+            subgroups, labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
         )
 
     def _fid_tracker(self, judge: ImageClassifier) -> FidTracker | None:

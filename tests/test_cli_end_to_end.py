@@ -44,8 +44,11 @@ def test_three_generations_fill_and_evict_the_queue(tiny_run_args, tmp_path, mon
         for metric in ("acc", "meo", "di", "md", "worst_group_acc", "subgroup_acc_0", "ranked_subgroup_acc_2"):
             assert (n, metric) in lenet
         assert 0 <= lenet[(n, "acc")] <= 1
-    gen = {(int(r["generation"]), r["metric"]) for r in rows if r["arch"] == "generator"}
-    assert {(n, "gen_label_acc") for n in (1, 2, 3)} <= gen and (1, "gen_label_acc_kept") in gen
+    gen = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"}
+    for n in (1, 2, 3):
+        for metric in ("gen_label_acc", "gen_label_acc_kept", "u_t", "fid_raw", "fid_kept"):
+            assert (n, metric) in gen
+        assert 0 <= gen[(n, "u_t")] <= 1
 
     events = EventAccumulator(str(run / "summary"))
     events.Reload()

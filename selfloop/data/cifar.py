@@ -45,7 +45,7 @@ from torchvision.datasets.utils import check_integrity as md5_matches
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.image_set import ImageSet
-from selfloop.data.splits import stratified_split
+from selfloop.data.splits import stratified_limit, stratified_split
 
 __all__ = [
     "CIFAR100_FILES",
@@ -293,8 +293,8 @@ class CIFAR100DataModule(SelfLoopDataModule):
     def load_real(self) -> RealSplits:
         files = self.files
         generator = torch.Generator().manual_seed(self.split_seed)
-        train = self._subset(files.train, self._limit(files.train.fine, generator))
-        test = self._subset(files.test, self._limit(files.test.fine, generator))
+        train = self._subset(files.train, stratified_limit(files.train.fine, self.train_limit, generator))
+        test = self._subset(files.test, stratified_limit(files.test.fine, self.train_limit, generator))
         val_idx, train_idx = stratified_split(train.fine, (self.val_fraction,), generator)
         if not (len(val_idx) and len(train_idx)):
             raise ValueError(
@@ -306,17 +306,6 @@ class CIFAR100DataModule(SelfLoopDataModule):
             val=self._image_set(self._subset(train, val_idx)),
             test=self._image_set(test),
         )
-
-    def _limit(self, fine: Tensor, generator: torch.Generator) -> Tensor:
-        if self.train_limit is None or self.train_limit >= len(fine):
-            return torch.arange(len(fine))
-        index = stratified_split(fine, (self.train_limit / len(fine),), generator)[0]
-        if not len(index):
-            # Rounded per class, a limit below half an image per class keeps nothing.
-            raise ValueError(
-                f"--data.train_limit {self.train_limit} is too small to keep any of {len(fine)} images"
-            )
-        return index
 
     @staticmethod
     def _subset(split: CIFAR100Split, index: Tensor) -> CIFAR100Split:

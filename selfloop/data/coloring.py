@@ -95,8 +95,40 @@ def paint_every_color(gray: Tensor, labels: Tensor) -> ImageSet:
     return ImageSet.concat(parts)
 
 
-class ColourSubgroupOracle:
-    """Mixin for colourised data sets: the subgroup of an image is the colour of its strokes."""
+class ColorizedDigits:
+    """Mixin of the colourised digit data sets: 10 digit classes, the stroke colour as subgroup.
+
+    Holds the per-class colour table, paints train/val images once each, and reads the subgroup of
+    generated images back from their stroke colour (an exact oracle).
+    """
+
+    num_classes = 10
+    num_subgroups = len(COLORS)
+    channels = 3
+
+    def init_colors(self, bias: str, color_probs: Sequence[Sequence[float]] | None, majority: float) -> None:
+        """Set ``bias`` and the validated ``color_probs`` table (uniform when unbiased)."""
+        if bias == "biased":
+            table = (
+                color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
+            )
+        else:
+            table = [[1 / len(COLORS)] * len(COLORS)] * self.num_classes
+        self.bias = bias
+        self.color_probs = validate_color_probs(table, self.num_classes, "--data.color_probs")
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(d) for d in range(self.num_classes)]
+
+    @property
+    def subgroup_names(self) -> list[str]:
+        return list(COLORS)
+
+    def paint_once(self, gray: Tensor, labels: Tensor, generator: torch.Generator) -> ImageSet:
+        """Paint each image in one colour drawn from its class's row of the colour table."""
+        colors = assign_colors(labels, self.color_probs, generator)
+        return ImageSet(colorize(gray, colors), labels, colors)
 
     def subgroup_oracle(self, images: Tensor) -> Tensor:
         from selfloop.analysis.bias_dynamics import colour_oracle

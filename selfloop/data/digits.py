@@ -9,19 +9,13 @@ import torch.nn.functional as F
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
-    COLORS,
-    ColourSubgroupOracle,
-    assign_colors,
-    colorize,
-    majority_color_probs,
+    ColorizedDigits,
     paint_every_color,
-    validate_color_probs,
 )
-from selfloop.data.image_set import ImageSet
 from selfloop.data.splits import stratified_split
 
 
-class ColoredDigitsDataModule(ColourSubgroupOracle, SelfLoopDataModule):
+class ColoredDigitsDataModule(ColorizedDigits, SelfLoopDataModule):
     """Colorized digits from ``sklearn.datasets.load_digits`` (1,797 images; no download).
 
     Each 8x8 digit is upsampled to ``image_size`` and its strokes painted red, green or blue; the
@@ -45,10 +39,6 @@ class ColoredDigitsDataModule(ColourSubgroupOracle, SelfLoopDataModule):
         num_workers: DataLoader worker processes.
     """
 
-    num_classes = 10
-    num_subgroups = len(COLORS)
-    channels = 3
-
     def __init__(
         self,
         root: str = "data",
@@ -65,26 +55,11 @@ class ColoredDigitsDataModule(ColourSubgroupOracle, SelfLoopDataModule):
         super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
         if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1):
             raise ValueError("--data.val_fraction and --data.test_fraction must be > 0 and sum to < 1")
-        if bias == "biased":
-            table = (
-                color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
-            )
-        else:
-            table = [[1 / len(COLORS)] * len(COLORS)] * self.num_classes
-        self.color_probs = validate_color_probs(table, self.num_classes, "--data.color_probs")
-        self.bias = bias
+        self.init_colors(bias, color_probs, majority)
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(d) for d in range(10)]
-
-    @property
-    def subgroup_names(self) -> list[str]:
-        return list(COLORS)
 
     def load_real(self) -> RealSplits:
         from sklearn.datasets import load_digits
@@ -102,11 +77,7 @@ class ColoredDigitsDataModule(ColourSubgroupOracle, SelfLoopDataModule):
         test_idx, val_idx, train_idx = stratified_split(
             labels, (self.test_fraction, self.val_fraction), generator
         )
-        train = self._paint_once(gray[train_idx], labels[train_idx], generator)
-        val = self._paint_once(gray[val_idx], labels[val_idx], generator)
+        train = self.paint_once(gray[train_idx], labels[train_idx], generator)
+        val = self.paint_once(gray[val_idx], labels[val_idx], generator)
         test = paint_every_color(gray[test_idx], labels[test_idx])
         return RealSplits(train=train, val=val, test=test)
-
-    def _paint_once(self, gray: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> ImageSet:
-        colors = assign_colors(labels, self.color_probs, generator)
-        return ImageSet(colorize(gray, colors), labels, colors)

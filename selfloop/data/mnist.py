@@ -37,17 +37,11 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.coloring import (
-    COLORS,
-    ColourSubgroupOracle,
-    assign_colors,
-    colorize,
-    majority_color_probs,
+    ColorizedDigits,
     paint_every_color,
-    validate_color_probs,
 )
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
-from selfloop.data.image_set import ImageSet
-from selfloop.data.splits import stratified_split
+from selfloop.data.splits import stratified_limit, stratified_split
 
 __all__ = ["MNIST_FILES", "MNIST_SIZE", "ColoredMNISTDataModule"]
 
@@ -59,7 +53,7 @@ MNIST_FILES: tuple[str, ...] = tuple(os.path.splitext(name)[0] for name, _ in MN
 test images, test labels), taken from torchvision's own list so that they cannot drift apart."""
 
 
-class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
+class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
     """Colored MNIST (see the module docstring): digit strokes painted in the hidden subgroup's colour.
 
     Args:
@@ -84,10 +78,6 @@ class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
         num_workers: DataLoader worker processes.
     """
 
-    num_classes = 10
-    num_subgroups = len(COLORS)
-    channels = 3
-
     def __init__(
         self,
         root: str = "data",
@@ -111,27 +101,12 @@ class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
             raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
         if train_limit is not None and train_limit < 1:
             raise ValueError(f"--data.train_limit must be >= 1 or null, got {train_limit}")
-        if bias == "biased":
-            table = (
-                color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
-            )
-        else:
-            table = [[1 / len(COLORS)] * len(COLORS)] * self.num_classes
-        self.color_probs = validate_color_probs(table, self.num_classes, "--data.color_probs")
+        self.init_colors(bias, color_probs, majority)
         self.download = download
-        self.bias = bias
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.train_limit = train_limit
-
-    @property
-    def class_names(self) -> list[str]:
-        return [str(d) for d in range(10)]
-
-    @property
-    def subgroup_names(self) -> list[str]:
-        return list(COLORS)
 
     @property
     def raw_folder(self) -> Path:
@@ -145,8 +120,8 @@ class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
         test_gray, test_labels = self._read_split(train=False)
 
         generator = torch.Generator().manual_seed(self.split_seed)
-        train_keep = self._limit(train_labels, generator)
-        test_keep = self._limit(test_labels, generator)
+        train_keep = stratified_limit(train_labels, self.train_limit, generator)
+        test_keep = stratified_limit(test_labels, self.train_limit, generator)
         train_gray, train_labels = train_gray[train_keep], train_labels[train_keep]
         test_gray, test_labels = test_gray[test_keep], test_labels[test_keep]
 
@@ -156,25 +131,10 @@ class ColoredMNISTDataModule(ColourSubgroupOracle, SelfLoopDataModule):
                 f"--data.val_fraction {self.val_fraction} of {len(train_labels)} training images (--data.train_limit "
                 f"{self.train_limit}) leaves the {'validation' if not len(val_idx) else 'training'} split empty"
             )
-        train = self._paint_once(train_gray[train_idx], train_labels[train_idx], generator)
-        val = self._paint_once(train_gray[val_idx], train_labels[val_idx], generator)
+        train = self.paint_once(train_gray[train_idx], train_labels[train_idx], generator)
+        val = self.paint_once(train_gray[val_idx], train_labels[val_idx], generator)
         test = paint_every_color(test_gray, test_labels)
         return RealSplits(train=train, val=val, test=test)
-
-    def _limit(self, labels: Tensor, generator: torch.Generator) -> Tensor:
-        if self.train_limit is None or self.train_limit >= len(labels):
-            return torch.arange(len(labels))
-        index = stratified_split(labels, (self.train_limit / len(labels),), generator)[0]
-        if not len(index):
-            # Rounded per class, a limit below half an image per class keeps nothing.
-            raise ValueError(
-                f"--data.train_limit {self.train_limit} is too small to keep any of {len(labels)} images"
-            )
-        return index
-
-    def _paint_once(self, gray: Tensor, labels: Tensor, generator: torch.Generator) -> ImageSet:
-        colors = assign_colors(labels, self.color_probs, generator)
-        return ImageSet(colorize(gray, colors), labels, colors)
 
     def _check_files(self) -> None:
         """Without download: every IDX file must be there (a lone ``.gz`` is decompressed)."""

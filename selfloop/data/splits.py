@@ -30,3 +30,18 @@ def stratified_split(labels: Tensor, fractions: Sequence[float], generator: torc
             start = stop
         parts[-1].append(members[start:])
     return [torch.cat(part).sort().values for part in parts]
+
+
+def stratified_limit(labels: Tensor, limit: int | None, generator: torch.Generator) -> Tensor:
+    """Indices of about ``limit`` items, stratified by class (all indices when ``limit`` is ``None``).
+
+    Raises:
+        ValueError: naming ``--data.train_limit`` when the limit, rounded per class, keeps nothing.
+    """
+    if limit is None or limit >= len(labels):
+        return torch.arange(len(labels))
+    index = stratified_split(labels, (limit / len(labels),), generator)[0]
+    if not len(index):
+        # Rounded per class, a limit below half an item per class keeps nothing.
+        raise ValueError(f"--data.train_limit {limit} is too small to keep any of {len(labels)} images")
+    return index
