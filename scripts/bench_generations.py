@@ -15,8 +15,11 @@ background thread samples the process's RSS (psutil) every ``--sample-ms`` milli
 A generation's window runs from the end of the previous generation's last fit to the end of its own
 last fit (generation 0: from the start of its first fit), so the work the loop does between fits
 (queue loading, classifier loading, weights and manifest writes) is counted in it. Per generation the
-table shows its wall time, the time of its generator fit and classifier fits, peak and end RSS,
-and the queue's size.
+table shows its wall time, the time of its generator fit and classifier fits (``setup`` to
+``teardown``), the rest (``other_s``: work between fits), the part of the fits spent after training
+(``after_fit_s``: sampling, filtering, FID, evaluation), peak and end RSS, the queue's size and the
+classifier's training set size. ``--census`` adds, after each fit and a ``gc.collect()``, the bytes of
+live CPU tensors and the count of live objects (a leak shows there, free of allocator noise).
 
 Goal checks (printed, never enforced):
 
@@ -25,7 +28,9 @@ Goal checks (printed, never enforced):
   generations (its own samples enter the queue after its fit), so generation K+1 is the first whose
   phases all see a full queue; that comparison is printed too.
 * memory: the peak RSS of generations > K minus that of generation K, in MiB and %, against
-  ``--memory-tolerance``.
+  ``--memory-tolerance``. RSS also drifts up while the fits' reference cycles (Trainer, callbacks,
+  module) wait for Python's cyclic garbage collector; ``--census`` collects after every fit and shows
+  whether anything stays alive.
 
 Lines are ``key: value`` and a whitespace-separated table, easy to parse. Timings on a shared CPU
 vary by several percent from run to run.
@@ -37,6 +42,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import re
 import statistics
 import sys
@@ -69,6 +75,8 @@ class PhaseEvent:
         phase: ``generator`` or the classifier's arch (the logger's version).
         start: ``time.perf_counter()`` at the fit's ``setup``.
         end: ``time.perf_counter()`` at the fit's ``teardown`` (NaN until then).
+        train_end: ``time.perf_counter()`` at ``on_train_end``: what follows is the ``on_fit_end``
+            work (sampling, filtering and FID of a generator; evaluation of a classifier).
         queue_generations: generations in the stacking queue when the fit started.
         train_images: images in the phase's training set (real + queue).
         end_rss: the process's RSS in bytes at ``teardown``.
@@ -83,6 +91,7 @@ class PhaseEvent:
     phase: str
     start: float
     end: float = float("nan")
+    train_end: float = float("nan")
     queue_generations: int = 0
     train_images: int = 0
     end_rss: int = 0
@@ -90,6 +99,11 @@ class PhaseEvent:
     live_tensor_bytes: int = -1
     live_objects: int = -1
     census_s: float = 0.0
+
+    @property
+    def open(self) -> bool:
+        """The fit has started and not ended yet."""
+        return math.isnan(self.end)
 
 
 class GenerationTimer(Callback):
@@ -121,8 +135,12 @@ class GenerationTimer(Callback):
             )
         )
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.events and self.events[-1].open:
+            self.events[-1].train_end = time.perf_counter()
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not self.events or self.events[-1].end == self.events[-1].end:  # no open phase (end not NaN)
+        if not self.events or not self.events[-1].open:
             return
         event = self.events[-1]
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -202,6 +220,7 @@ class GenerationRow:
     wall_s: float
     generator_s: float
     classifiers_s: float
+    after_fit_s: float
     peak_rss: int
     end_rss: int
     queue_generations: int
@@ -242,6 +261,7 @@ def generation_rows(events: list[PhaseEvent], sampler: RssSampler) -> list[Gener
                 wall_s=end - start - census_s,
                 generator_s=sum(p.end - p.start for p in phases if p.phase == "generator"),
                 classifiers_s=sum(p.end - p.start for p in classifiers),
+                after_fit_s=sum(p.end - p.train_end for p in phases if not math.isnan(p.train_end)),
                 peak_rss=max(sampler.peak(start, end, censuses), *(p.end_rss for p in phases)),
                 end_rss=last.end_rss,
                 queue_generations=last.queue_generations,
@@ -293,6 +313,7 @@ def report(args: argparse.Namespace, rows: list[GenerationRow], startup_s: float
         ("generator_s", lambda r: f"{r.generator_s:.2f}"),
         ("classifiers_s", lambda r: f"{r.classifiers_s:.2f}"),
         ("other_s", lambda r: f"{r.other_s:.2f}"),
+        ("after_fit_s", lambda r: f"{r.after_fit_s:.2f}"),
         ("peak_rss_mib", lambda r: f"{r.peak_rss / MIB:.1f}"),
         ("end_rss_mib", lambda r: f"{r.end_rss / MIB:.1f}"),
         ("queue_gens", lambda r: f"{r.queue_generations}"),
@@ -387,12 +408,12 @@ def run(args: argparse.Namespace, run_dir: Path) -> list[GenerationRow]:
     GenerationTimer.events.clear()
     GenerationTimer.census = args.census
     argv = cli_args(args, run_dir)
-    print("command: python main.py " + " ".join(argv), flush=True)
+    print("cli_args: " + " ".join(argv), flush=True)
     with RssSampler(args.sample_ms / 1000) as sampler:
         start = time.perf_counter()
         SelfLoopCLI(args=argv)
         total_s = time.perf_counter() - start
-    events = [e for e in GenerationTimer.events if e.end == e.end]
+    events = [e for e in GenerationTimer.events if not e.open]
     if not events:
         raise RuntimeError("the GenerationTimer callback saw no phase: was it passed to the Trainers?")
     rows = generation_rows(events, sampler)

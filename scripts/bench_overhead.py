@@ -1,7 +1,7 @@
 """Lightning overhead: the same classifier, data and optimizer steps through Lightning and a plain loop.
 
     python scripts/bench_overhead.py [--arch lenet] [--steps 300] [--batch-size 64] [--repeats 3]
-        [--data digits|synthetic] [--device cpu|cuda] [--channels-last] [--bf16]
+        [--data digits|synthetic] [--device cpu|cuda] [--channels-last] [--bf16] [--threads 1]
 
 Both sides train selfloop's ``ImageClassifier`` (built with the same seed) with its own Adam
 (``configure_optimizers``) for the same number of optimizer steps, on the same batches of the same
@@ -286,7 +286,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--skip",
         type=int,
         default=None,
-        help="steps excluded from the steady-state window (default: steps // 10)",
+        help="steps excluded from the steady-state window (unset: steps // 10)",
     )
     parser.add_argument(
         "--data", default="digits", choices=("digits", "synthetic"),
@@ -299,7 +299,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true", help="model in channels_last memory format")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning: precision bf16-mixed)")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (0: torch's default; 1 keeps timings stable on a shared CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="model, loader and dropout seed")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.repeats < 1 or args.batch_size < 1 or args.warmup_steps < 1:

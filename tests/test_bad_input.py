@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _main(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,18 @@ def finished_run(tmp_path_factory) -> Path:
     from conftest import TINY_RUN
 
     run = tmp_path_factory.mktemp("finished") / "run"
-    result = _main(["fit", "--config", "configs/digits.yaml", *TINY_RUN, "--loop.run_dir", str(run), "--loop.generations", "1"])
+    result = _main(
+        [
+            "fit",
+            "--config",
+            "configs/digits.yaml",
+            *TINY_RUN,
+            "--loop.run_dir",
+            str(run),
+            "--loop.generations",
+            "1",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run
 

@@ -41,7 +41,15 @@ def test_three_generations_fill_and_evict_the_queue(tiny_run_args, tmp_path, mon
     rows = _rows(run)
     lenet = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "lenet"}
     for n in range(4):
-        for metric in ("acc", "meo", "di", "md", "worst_group_acc", "subgroup_acc_0", "ranked_subgroup_acc_2"):
+        for metric in (
+            "acc",
+            "meo",
+            "di",
+            "md",
+            "worst_group_acc",
+            "subgroup_acc_0",
+            "ranked_subgroup_acc_2",
+        ):
             assert (n, metric) in lenet
         assert 0 <= lenet[(n, "acc")] <= 1
     gen = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"}

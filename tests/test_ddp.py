@@ -22,7 +22,9 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path):
     run = tmp_path / "run"
     ddp = ("--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2")
     args = tiny_run_args(run, "--loop.generations", "2", "--loop.queue_capacity", "1", *ddp)
-    result = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
     # One copy of each shard, FIFO eviction done once.

@@ -38,7 +38,9 @@ def reference(tmp_path_factory) -> str:
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        SelfLoopCLI(args=["fit", "--config", "configs/digits.yaml", *TINY_RUN, *PANEL, "--loop.run_dir", str(run)])
+        SelfLoopCLI(
+            args=["fit", "--config", "configs/digits.yaml", *TINY_RUN, *PANEL, "--loop.run_dir", str(run)]
+        )
     finally:
         os.chdir(cwd)
     return (run / "metrics.csv").read_text()
@@ -66,7 +68,11 @@ def test_sigterm_stops_resumably(tiny_run_args, tmp_path, reference):
     args = tiny_run_args(tmp_path / "run", *PANEL)
     manifest = tmp_path / "run" / "manifest.json"
     proc = subprocess.Popen(
-        [sys.executable, "main.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "main.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 240
     while time.time() < deadline:

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _main(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_audit_files_and_fid_per_generation(tiny_run_args, tmp_path):
@@ -32,7 +34,11 @@ def test_audit_files_and_fid_per_generation(tiny_run_args, tmp_path):
         for png in ("score_histogram.png", "borderline.png"):
             assert (audit / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(run / "metrics.csv", newline="") as handle:
-        generator = {(r["generation"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle) if r["arch"] == "generator"}
+        generator = {
+            (r["generation"], r["metric"]): float(r["value"])
+            for r in csv.DictReader(handle)
+            if r["arch"] == "generator"
+        }
     for n in ("1", "2"):
         assert generator[(n, "fid_raw")] > 0 and generator[(n, "fid_kept")] > 0
     table = (run / "fid_table.md").read_text()

@@ -21,6 +21,29 @@ def _num_upsamplings(image_size: int) -> int:
     return int(steps)
 
 
+class _ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are chosen by the class (as in cGANs with projection / BigGAN).
+
+    Plain batch norm after the input layer washes the one-hot label out of the activations; a
+    per-class affine transform re-injects it at every resolution.
+    """
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_features, affine=False)
+        self.affine = nn.Linear(num_classes, 2 * num_features, bias=False)
+        self.num_features = num_features
+
+    def reset_affine(self) -> None:
+        with torch.no_grad():
+            self.affine.weight[: self.num_features].fill_(1.0)
+            self.affine.weight[self.num_features :].zero_()
+
+    def forward(self, x: Tensor, onehot: Tensor) -> Tensor:
+        gamma, beta = self.affine(onehot).chunk(2, dim=1)
+        return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
 class _Generator(nn.Module):
     def __init__(self, latent_dim: int, num_classes: int, channels: int, image_size: int, width: int) -> None:
         super().__init__()
@@ -30,21 +53,20 @@ class _Generator(nn.Module):
             nn.Linear(latent_dim + num_classes, top * 16, bias=False), nn.BatchNorm1d(top * 16), nn.ReLU(True)
         )
         self.top = top
-        layers: list[nn.Module] = []
+        self.ups = nn.ModuleList()
+        self.norms = nn.ModuleList()
         ch = top
         for _ in range(steps - 1):
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(ch // 2),
-                nn.ReLU(True),
-            ]
+            self.ups.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
+            self.norms.append(_ConditionalBatchNorm2d(ch // 2, num_classes))
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.to_image = nn.Sequential(nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh())
 
     def forward(self, z: Tensor, onehot: Tensor) -> Tensor:
-        x = self.project(torch.cat([z, onehot], dim=1))
-        return self.net(x.view(len(x), self.top, 4, 4))
+        x = self.project(torch.cat([z, onehot], dim=1)).view(len(z), self.top, 4, 4)
+        for up, norm in zip(self.ups, self.norms, strict=True):
+            x = torch.relu(norm(up(x), onehot))
+        return self.to_image(x)
 
 
 class _Discriminator(nn.Module):
@@ -74,7 +96,8 @@ class _Discriminator(nn.Module):
 
 
 class ConditionalDCGAN(ConditionalGenerator):
-    """Class-conditional DCGAN: one-hot conditioning, projection discriminator and AC-GAN head.
+    """Class-conditional DCGAN: one-hot input and class-conditional batch norm in the generator,
+    a projection discriminator with an AC-GAN head.
 
     Trained with manual optimisation as in Lightning's GAN example: a discriminator step, then a
     generator step, per batch.
@@ -113,6 +136,9 @@ class ConditionalDCGAN(ConditionalGenerator):
         self.generator = _Generator(latent_dim, num_classes, channels, image_size, width)
         self.discriminator = _Discriminator(num_classes, channels, image_size, width)
         self.apply(_dcgan_init)
+        for module in self.generator.modules():
+            if isinstance(module, _ConditionalBatchNorm2d):
+                module.reset_affine()
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -192,6 +218,6 @@ def _dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

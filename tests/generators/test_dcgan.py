@@ -1,0 +1,56 @@
+import lightning as L
+import pytest
+import torch
+
+from selfloop.data.image_set import ImageSet
+from selfloop.generators.dcgan import ConditionalDCGAN
+
+
+def _fit(gan: ConditionalDCGAN, steps: int = 3) -> None:
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    data = ImageSet(images, torch.arange(32) % 4, torch.zeros(32, dtype=torch.long))
+    loader = torch.utils.data.DataLoader(data, batch_size=8, collate_fn=lambda b: b)
+    L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(gan, loader)
+
+
+def test_sample_is_uint8_of_the_data_shape_and_reproducible_by_seed():
+    gan = ConditionalDCGAN(num_classes=4, channels=3, image_size=16, width=8, latent_dim=8)
+    labels = torch.tensor([0, 1, 2, 3, 3])
+    first = gan.sample(labels, seed=5, batch_size=2)
+    assert first.dtype == torch.uint8 and first.shape == (5, 3, 16, 16)
+    assert torch.equal(first, gan.sample(labels, seed=5, batch_size=2))
+    assert not torch.equal(first, gan.sample(labels, seed=6, batch_size=2))
+
+
+def test_the_label_changes_the_image_for_the_same_noise():
+    torch.manual_seed(0)
+    gan = ConditionalDCGAN(num_classes=4, channels=1, image_size=16, width=8, latent_dim=8)
+    a = gan.sample(torch.zeros(4, dtype=torch.long), seed=1)
+    b = gan.sample(torch.full((4,), 3), seed=1)
+    assert not torch.equal(a, b)
+
+
+def test_training_moves_the_generator_and_sampling_uses_its_moving_average():
+    torch.manual_seed(0)
+    gan = ConditionalDCGAN(num_classes=4, channels=3, image_size=16, width=8, latent_dim=8, ema_decay=0.5)
+    before = [p.detach().clone() for p in gan.generator.parameters()]
+    ema_before = [p.detach().clone() for p in gan.generator_ema.parameters()]
+    _fit(gan)
+    live = list(gan.generator.parameters())
+    ema = list(gan.generator_ema.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, live, strict=True))
+    # The average lies between where it started and where the live weights went, on neither end.
+    assert any(not torch.equal(e, p) for e, p in zip(ema, live, strict=True))
+    assert any(not torch.equal(e, b) for e, b in zip(ema, ema_before, strict=True))
+    assert all(not p.requires_grad for p in ema)
+
+
+def test_image_size_must_be_a_power_of_two_multiple_of_four():
+    with pytest.raises(ValueError, match="--data.image_size"):
+        ConditionalDCGAN(image_size=28)
