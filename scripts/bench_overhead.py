@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import statistics
 import sys
 import time
@@ -165,10 +166,12 @@ def batch_indices(n: int, batch_size: int, seed: int, steps: int) -> list[Tensor
     )
     out: list[Tensor] = []
     while len(out) < steps:
-        for index in loader:
-            out.append(index)
-            if len(out) == steps:
-                break
+        # Like Lightning, take len(loader) batches per epoch without exhausting the iterator: when the
+        # data divides into full batches, exhausting it would draw once more from the generator
+        # (RandomSampler's trailing randperm) and shift every later epoch's order.
+        batches = iter(loader)
+        for _ in range(min(len(loader), steps - len(out))):
+            out.append(next(batches))
     return out
 
 
@@ -189,6 +192,7 @@ class Bench:
         self.cuda = self.device.type == "cuda"
 
     def sync(self) -> None:
+        """Wait for the GPU's queued work before a clock read (no-op on the CPU)."""
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
@@ -204,6 +208,7 @@ class Bench:
         return model
 
     def autocast(self) -> AbstractContextManager:
+        """bf16 autocast with ``--bf16`` (what Lightning's ``bf16-mixed`` does), else nothing."""
         if self.args.bf16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
@@ -323,8 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")  # Lightning's num_workers / tips; they would drown the figures
     for name in ("lightning.pytorch", "lightning.fabric"):
-        import logging
-
         logging.getLogger(name).setLevel(logging.ERROR)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

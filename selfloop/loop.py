@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import signal
 from typing import Any
@@ -86,16 +87,23 @@ class SelfConsumingLoop:
                     if n >= 1:
                         self._generation(n)
                         self._write_fid_table()
-                        stop.check()
+                        self._end_phase(stop)
                     for arch in self.archs:
                         self._classifier(n, arch)
-                        stop.check()
+                        self._end_phase(stop)
             except SIGTERMException:
                 stop.received = stop.received or signal.SIGTERM
                 stop.check()
             finally:
                 self.state.metrics.close()
         rank_zero_info(f"[selfloop] done: {total} generations in {self.state.run.path}")
+
+    @staticmethod
+    def _end_phase(stop: GracefulStop) -> None:
+        # A finished fit leaves reference cycles (Trainer, callbacks, model) that Python's rare full
+        # collections would free late: peak memory would then creep up generation after generation.
+        gc.collect()
+        stop.check()
 
     # Generator phase -----------------------------------------------------------------------------
 

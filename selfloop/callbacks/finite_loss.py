@@ -12,11 +12,12 @@ from selfloop.errors import NonFiniteLossError
 
 
 class FiniteLossCheck(Callback):
-    """Raise ``NonFiniteLossError`` at the end of a training epoch whose logged loss is not finite.
+    """Raise ``NonFiniteLossError`` when a logged loss is not finite.
 
     The check reads the epoch-aggregated losses the module logged (any metric whose name contains
-    ``loss``), so it costs no extra device synchronisation per step; a NaN in any step makes the
-    epoch mean NaN.
+    ``loss``) at the end of every training epoch and of the fit (a module that logs in its own
+    ``on_train_epoch_end`` is seen one epoch later, or at the end of the fit), so it costs no extra
+    device synchronisation per step; a NaN in any step makes the epoch mean NaN.
 
     Args:
         where: names the phase in the message, e.g. ``"generation 2, classifier resnet50"``.
@@ -27,6 +28,13 @@ class FiniteLossCheck(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
         for name, value in trainer.callback_metrics.items():
             if "loss" in name and not math.isfinite(float(value)):
                 raise NonFiniteLossError(

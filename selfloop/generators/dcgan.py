@@ -127,7 +127,7 @@ class ConditionalDCGAN(ConditionalGenerator):
         width: int = 32,
         lr: float = 2e-4,
         beta1: float = 0.5,
-        aux_weight: float = 1.0,
+        aux_weight: float = 2.0,
         ema_decay: float = 0.99,
     ) -> None:
         super().__init__(num_classes, channels, image_size)
