@@ -11,6 +11,9 @@ from torch import Tensor, nn
 
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_uint8
 
+BN_RECALIBRATION_BATCHES = 20
+BN_RECALIBRATION_SIZE = 128
+
 
 def _num_upsamplings(image_size: int) -> int:
     steps = math.log2(image_size / 4)
@@ -151,8 +154,26 @@ class ConditionalDCGAN(ConditionalGenerator):
         decay = self.hparams.ema_decay
         for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
             ema.lerp_(live, 1 - decay)
-        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            ema.copy_(live)
+
+    @torch.no_grad()
+    def on_train_end(self) -> None:
+        """Re-estimate the averaged generator's batch-norm statistics for its own weights.
+
+        The live generator's running statistics do not match the averaged weights (they shift the
+        whole image, e.g. a coloured background), so they are recomputed with the averaged weights
+        over seeded random batches, as a cumulative average.
+        """
+        norms = [m for m in self.generator_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        self.generator_ema.train()
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(BN_RECALIBRATION_BATCHES):
+            z = torch.randn(BN_RECALIBRATION_SIZE, self.hparams.latent_dim, generator=generator)
+            labels = torch.randint(0, self.num_classes, (BN_RECALIBRATION_SIZE,), generator=generator)
+            self.generator_ema(z.to(self.device), F.one_hot(labels, self.num_classes).float().to(self.device))
+        self.generator_ema.eval()
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         images, labels, _ = batch

@@ -54,3 +54,14 @@ def test_training_moves_the_generator_and_sampling_uses_its_moving_average():
 def test_image_size_must_be_a_power_of_two_multiple_of_four():
     with pytest.raises(ValueError, match="--data.image_size"):
         ConditionalDCGAN(image_size=28)
+
+
+def test_averaged_generator_gets_its_own_batch_norm_statistics():
+    torch.manual_seed(0)
+    gan = ConditionalDCGAN(num_classes=4, channels=3, image_size=16, width=8, latent_dim=8)
+    _fit(gan)
+    norms = [m for m in gan.generator_ema.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    live = [m for m in gan.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(int(n.num_batches_tracked) == 20 for n in norms)
+    # Statistics of the averaged weights, not a copy of the live network's.
+    assert any(not torch.equal(n.running_var, m.running_var) for n, m in zip(norms, live, strict=True))
