@@ -44,7 +44,8 @@ class GracefulStop:
         self.received = signum
         rank_zero_info(f"[selfloop] received {signal.Signals(signum).name}: stopping after the current step")
         if signum == signal.SIGUSR1:
-            if "SLURM_JOB_ID" in os.environ:
+            # Every task of the step gets the signal; one requeue is enough.
+            if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_PROCID", "0") == "0":
                 _requeue(os.environ["SLURM_JOB_ID"])
             # Take the SIGTERM path, so a running Trainer fit stops at its next batch as well.
             os.kill(os.getpid(), signal.SIGTERM)
