@@ -122,7 +122,14 @@ class SelfLoopCLI(LightningCLI):
             resume_command += f" --loop.run_dir {shlex.quote(str(run.path))}"
         try:
             SelfConsumingLoop(
-                loop, model, config.generator, datamodule, config.filter, trainer_kwargs, state, resume_command
+                loop,
+                model,
+                config.generator,
+                datamodule,
+                config.filter,
+                trainer_kwargs,
+                state,
+                resume_command,
             ).run()
         finally:
             if not inherited:

@@ -384,6 +384,8 @@ def test_two_generations_on_hard_imagenet_with_stable_diffusion(sd_dir, tmp_path
         state = torch.load(run / "generations" / f"gen_{n:03d}" / "generator.pt", weights_only=True)
         assert state and all(".lora_A." in k or ".lora_B." in k for k in state)
         # ... and its LoRA in diffusers' format, for a stock pipeline's load_lora_weights.
-        assert (run / "generations" / f"gen_{n:03d}" / "lora" / "pytorch_lora_weights.safetensors").stat().st_size > 0
+        assert (
+            run / "generations" / f"gen_{n:03d}" / "lora" / "pytorch_lora_weights.safetensors"
+        ).stat().st_size > 0
     shard = torch.load(run / "queue" / "gen_001.pt", weights_only=True)
     assert shard["images"].dtype == torch.uint8 and shard["images"].shape[1:] == (3, 32, 32)
