@@ -27,6 +27,9 @@ class ImageClassifier(L.LightningModule):
             here; 1e-3 (Adam's default) is the working value.
         weight_decay: Adam weight decay.
         dropout: dropout probability of the head; MC-dropout scoring reuses it.
+        channels_last: keep activations in channels-last memory format, which tensor cores prefer;
+            ``None`` turns it on when the model runs on a GPU. Mixed precision (bf16 autocast) is
+            the Trainer's: ``--trainer.precision bf16-mixed``.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class ImageClassifier(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         dropout: float = 0.5,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -64,7 +68,16 @@ class ImageClassifier(L.LightningModule):
             x = x.repeat(1, self.repeat_channels, 1, 1)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x
+
+    def _channels_last(self) -> bool:
+        wanted = self.hparams.channels_last
+        return self.device.type == "cuda" if wanted is None else wanted
+
+    def on_fit_start(self) -> None:
+        if self._channels_last():
+            self.net.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(self.preprocess(images))
