@@ -6,6 +6,7 @@ import copy
 import gc
 import math
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -20,6 +21,7 @@ from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
+from selfloop.data.subgroup_cells import SubgroupCellData
 from selfloop.faults import crash_point
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
@@ -119,18 +121,59 @@ class SelfConsumingLoop:
         )
         previous = self._load_classifier(n - 1, self.scorer_arch)
         judge = self._load_classifier(0, self.scorer_arch)
-        unbalance = self._unbalance if self.datamodule.subgroup_oracle is not None else None
         fid = self._fid_tracker(judge)
+        oracle = self._subgroup_oracle()
+        unbalance = None if oracle is None else lambda images, labels: self._unbalance(oracle, images, labels)
         return GenerationController(plan, self.state, self.sample_filter, previous, judge, fid, unbalance)
 
-    def _unbalance(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def _unbalance(
+        self, oracle: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor
+    ) -> float:
         """u_t: total variation between the kept samples' subgroup mix and the real set's, per class."""
         dm = self.datamodule
         real = dm.real.train
-        subgroups = dm.subgroup_oracle(images)
         return unbalanced_generation(
-            subgroups, labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
+            oracle(images), labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
         )
+
+    def _subgroup_oracle(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Reads the subgroup of generated images: the data set's exact oracle (colour), else a
+        classifier of (class, subgroup) cells trained once per run on the real set; ``None`` when
+        the data set has no subgroups."""
+        dm = self.datamodule
+        if dm.subgroup_oracle is not None:
+            return dm.subgroup_oracle
+        if dm.num_subgroups < 2:
+            return None
+        cells = SubgroupCellData(dm)
+        path = self.state.run.path / "classifiers" / "subgroup_oracle.pt"
+        hparams = {**self.classifier_hparams, "arch": self.scorer_arch, "num_classes": cells.num_classes}
+        key = "g0/subgroup_oracle"
+        if not (self.state.manifest.is_done(key) and self.state.intact(path)):
+            rank_zero_info(
+                f"[selfloop] subgroup oracle fit · {self.scorer_arch} on {cells.num_classes} (class, subgroup) cells"
+            )
+            seed = seed_phase(self.config.seed, 0, "subgroup_oracle")
+            model = ImageClassifier(**hparams)
+            cells.loader_seed = phase_seed(self.config.seed, 0, "subgroup_oracle/loader")
+            callbacks = [
+                FiniteLossCheck("subgroup oracle fit"),
+                EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
+            ]
+            trainer = self._trainer("gen_000", "subgroup_oracle", callbacks)
+            trainer.fit(model, datamodule=cells)
+            test = cells.real.test
+            accuracy = (
+                (model.predict_labels(test.images) % cells.num_subgroups == test.subgroups).float().mean()
+            )
+            # The oracle's own accuracy on the real test split: u_t is an estimate through it.
+            self.state.metrics.log(0, "subgroup_oracle", {"subgroup_acc": accuracy.item()})
+            self.state.save_file(path, model.state_dict(), trainer.strategy)
+            self.state.complete(key, seed)
+        model = ImageClassifier(**hparams)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        model.eval()
+        return lambda images: model.predict_labels(images) % cells.num_subgroups
 
     def _fid_tracker(self, judge: ImageClassifier) -> FidTracker | None:
         """FID against the real training set, its statistics computed once per run and cached."""

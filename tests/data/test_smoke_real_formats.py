@@ -58,6 +58,13 @@ def test_cifar20_config_runs_on_pickles(tmp_path):
         "--data.init_args.val_fraction", "0.5",
     )  # fmt: skip
     assert _generations(tmp_path / "run") == {0, 1}
+    # No exact oracle for fine classes: a (class, subgroup) classifier trained on the real set reads
+    # the subgroups of generated images for u_t, and its own accuracy is logged beside it.
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        rows = {(r["arch"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
+    assert 0 <= rows[("subgroup_oracle", "subgroup_acc")] <= 1
+    assert 0 <= rows[("generator", "u_t")] <= 1
+    assert (tmp_path / "run" / "classifiers" / "subgroup_oracle.pt").is_file()
 
 
 def test_pretrained_config_offline_names_the_missing_weights(tmp_path, monkeypatch):
