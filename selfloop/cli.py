@@ -92,8 +92,6 @@ class SelfLoopCLI(LightningCLI):
         # DDP launches ranks 1.. by re-running this command: they must use rank 0's run directory.
         chosen = os.environ.get(RUN_DIR_ENV) or loop.run_dir
         run = RunDirectory(chosen) if chosen else RunDirectory.next_version(loop.root, loop.name)
-        inherited = RUN_DIR_ENV in os.environ
-        os.environ[RUN_DIR_ENV] = str(run.path)
         _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
         run.create()
         current = result_config(self.config[self.subcommand].as_dict())
@@ -120,6 +118,8 @@ class SelfLoopCLI(LightningCLI):
         resume_command = shlex.join(["python", *sys.argv])
         if "--loop.run_dir" not in sys.argv:
             resume_command += f" --loop.run_dir {shlex.quote(str(run.path))}"
+        inherited = RUN_DIR_ENV in os.environ
+        os.environ[RUN_DIR_ENV] = str(run.path)
         try:
             SelfConsumingLoop(
                 loop,
