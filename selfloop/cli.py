@@ -61,7 +61,17 @@ class SelfLoopCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+        # Trainer.fit's checkpoint arguments do not apply: resume is the run directory's job.
+        return {
+            "fit": {
+                "model",
+                "train_dataloaders",
+                "val_dataloaders",
+                "datamodule",
+                "ckpt_path",
+                "weights_only",
+            }
+        }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_dataclass_arguments(LoopConfig, "loop")
