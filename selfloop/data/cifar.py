@@ -45,7 +45,7 @@ from torchvision.datasets.utils import check_integrity as md5_matches
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.image_set import ImageSet
-from selfloop.data.splits import stratified_limit, stratified_split
+from selfloop.data.splits import check_holdout_args, stratified_limit, validation_holdout
 
 __all__ = [
     "CIFAR100_FILES",
@@ -260,10 +260,7 @@ class CIFAR100DataModule(SelfLoopDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
-        if train_limit is not None and train_limit < 1:
-            raise ValueError(f"--data.train_limit must be >= 1 or null, got {train_limit}")
+        check_holdout_args(val_fraction, train_limit)
         self.download = download
         self.check_integrity = check_integrity
         self.val_fraction = val_fraction
@@ -295,12 +292,7 @@ class CIFAR100DataModule(SelfLoopDataModule):
         generator = torch.Generator().manual_seed(self.split_seed)
         train = self._subset(files.train, stratified_limit(files.train.fine, self.train_limit, generator))
         test = self._subset(files.test, stratified_limit(files.test.fine, self.train_limit, generator))
-        val_idx, train_idx = stratified_split(train.fine, (self.val_fraction,), generator)
-        if not (len(val_idx) and len(train_idx)):
-            raise ValueError(
-                f"--data.val_fraction {self.val_fraction} of {len(train.fine)} training images (--data.train_limit "
-                f"{self.train_limit}) leaves the {'validation' if not len(val_idx) else 'training'} split empty"
-            )
+        val_idx, train_idx = validation_holdout(train.fine, self.val_fraction, self.train_limit, generator)
         return RealSplits(
             train=self._image_set(self._subset(train, train_idx)),
             val=self._image_set(self._subset(train, val_idx)),

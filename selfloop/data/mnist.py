@@ -41,7 +41,7 @@ from selfloop.data.coloring import (
     paint_every_color,
 )
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
-from selfloop.data.splits import stratified_limit, stratified_split
+from selfloop.data.splits import check_holdout_args, stratified_limit, validation_holdout
 
 __all__ = ["MNIST_FILES", "MNIST_SIZE", "ColoredMNISTDataModule"]
 
@@ -97,10 +97,7 @@ class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
             raise ValueError(
                 f"--data.image_size must be >= {MNIST_SIZE} (digits are padded, never cropped); got {image_size}"
             )
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
-        if train_limit is not None and train_limit < 1:
-            raise ValueError(f"--data.train_limit must be >= 1 or null, got {train_limit}")
+        check_holdout_args(val_fraction, train_limit)
         self.init_colors(bias, color_probs, majority)
         self.download = download
         self.image_size = image_size
@@ -125,12 +122,7 @@ class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
         train_gray, train_labels = train_gray[train_keep], train_labels[train_keep]
         test_gray, test_labels = test_gray[test_keep], test_labels[test_keep]
 
-        val_idx, train_idx = stratified_split(train_labels, (self.val_fraction,), generator)
-        if not (len(val_idx) and len(train_idx)):
-            raise ValueError(
-                f"--data.val_fraction {self.val_fraction} of {len(train_labels)} training images (--data.train_limit "
-                f"{self.train_limit}) leaves the {'validation' if not len(val_idx) else 'training'} split empty"
-            )
+        val_idx, train_idx = validation_holdout(train_labels, self.val_fraction, self.train_limit, generator)
         train = self.paint_once(train_gray[train_idx], train_labels[train_idx], generator)
         val = self.paint_once(train_gray[val_idx], train_labels[val_idx], generator)
         test = paint_every_color(test_gray, test_labels)

@@ -45,3 +45,33 @@ def stratified_limit(labels: Tensor, limit: int | None, generator: torch.Generat
         # Rounded per class, a limit below half an item per class keeps nothing.
         raise ValueError(f"--data.train_limit {limit} is too small to keep any of {len(labels)} images")
     return index
+
+
+def check_holdout_args(val_fraction: float, train_limit: int | None) -> None:
+    """Validate ``--data.val_fraction`` and ``--data.train_limit`` of data sets with an official train split.
+
+    Raises:
+        ValueError: naming the flag.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
+    if train_limit is not None and train_limit < 1:
+        raise ValueError(f"--data.train_limit must be >= 1 or null, got {train_limit}")
+
+
+def validation_holdout(
+    labels: Tensor, val_fraction: float, train_limit: int | None, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """``(val_idx, train_idx)``: a class-stratified hold-out of the official training split.
+
+    Raises:
+        ValueError: naming the flags when either part would be empty.
+    """
+    val_idx, train_idx = stratified_split(labels, (val_fraction,), generator)
+    if not (len(val_idx) and len(train_idx)):
+        empty = "validation" if not len(val_idx) else "training"
+        raise ValueError(
+            f"--data.val_fraction {val_fraction} of {len(labels)} training images (--data.train_limit "
+            f"{train_limit}) leaves the {empty} split empty"
+        )
+    return val_idx, train_idx
