@@ -16,7 +16,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from selfloop.analysis.bias_dynamics import unbalanced_generation
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
@@ -27,6 +26,7 @@ from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
+from selfloop.metrics.unbalance import unbalanced_generation
 from selfloop.preemption import GracefulStop
 from selfloop.run_state import RunState
 from selfloop.seeding import phase_seed, seed_phase

@@ -9,8 +9,8 @@ generated data (here ``gen_label_acc_kept``: the fraction of kept samples that f
 class), ``u_t`` how unbalanced the generation is (``unbalanced_generation``), ``gamma_M`` a robustness of
 the architecture and the deltas properties of the data set.
 
-This module gives ``u_t`` (from the subgroups of generated and real samples), a colour oracle that reads
-the subgroup of a colourised digit, and a least-squares fit of eq. 6 to the runs of one experiment.
+This module fits eq. 6 to the runs of one experiment; ``u_t`` itself is measured during the run
+(``selfloop.metrics.unbalance``).
 """
 
 from __future__ import annotations
@@ -28,108 +28,6 @@ from selfloop.analysis.runs import GENERATOR_ARCH, Run
 
 # Fairness scores where 1 means fair: the bias B of these is 1 - value. Other metrics (md) are biases.
 SCORE_METRICS = frozenset({"meo", "di"})
-
-
-# u_t and the colour oracle --------------------------------------------------------------------------------
-
-
-def _as_numpy(values: Any) -> np.ndarray:
-    # Tensors go through .cpu() so CUDA tensors work too, without importing torch here.
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
-def _joint_counts(subgroups: Any, labels: Any, num_classes: int, num_subgroups: int, name: str) -> np.ndarray:
-    g = _as_numpy(subgroups).astype(np.int64).ravel()
-    y = _as_numpy(labels).astype(np.int64).ravel()
-    if g.shape != y.shape:
-        raise ValueError(f"{name}: {len(g)} subgroup ids but {len(y)} labels")
-    if len(g) and (g.min() < 0 or g.max() >= num_subgroups):
-        raise ValueError(f"{name}: subgroup ids must lie in [0, {num_subgroups}); got {g.min()}..{g.max()}")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"{name}: labels must lie in [0, {num_classes}); got {y.min()}..{y.max()}")
-    return np.bincount(y * num_subgroups + g, minlength=num_classes * num_subgroups).reshape(
-        num_classes, num_subgroups
-    )
-
-
-def unbalanced_generation(
-    generated_subgroups: Any,
-    generated_labels: Any,
-    real_subgroups: Any,
-    real_labels: Any,
-    num_classes: int,
-    num_subgroups: int,
-) -> float:
-    """u_t: how far the subgroup mix of generated samples is from the real set's, per class.
-
-    For each class c, ``TV_c = 1/2 * sum_g |P_gen(g | c) - P_real(g | c)|`` (total variation distance, in
-    [0, 1]); u_t is the unweighted mean of ``TV_c`` over classes, so every class counts the same however
-    many samples it got. A class with no generated sample (or no real sample) has no distribution to
-    compare and is skipped; when no class is left the result is NaN (a loggable "unknown", not a crash).
-
-    Args:
-        generated_subgroups: subgroup id of each generated sample (e.g. from ``colour_oracle``).
-        generated_labels: intended class of each generated sample.
-        real_subgroups: subgroup id of each real sample (the real training set).
-        real_labels: class of each real sample.
-        num_classes: C; labels lie in ``[0, C)``.
-        num_subgroups: G; subgroup ids lie in ``[0, G)``.
-
-    Returns:
-        u_t in [0, 1]: 0 when every class's generated subgroup mix equals the real one.
-
-    Raises:
-        ValueError: when ids are out of range or a subgroup array and its label array differ in length.
-    """
-    generated = _joint_counts(generated_subgroups, generated_labels, num_classes, num_subgroups, "generated")
-    real = _joint_counts(real_subgroups, real_labels, num_classes, num_subgroups, "real")
-    gen_totals, real_totals = generated.sum(1), real.sum(1)
-    present = (gen_totals > 0) & (real_totals > 0)
-    if not present.any():
-        return math.nan
-    p_gen = generated[present] / gen_totals[present, None]
-    p_real = real[present] / real_totals[present, None]
-    return float((0.5 * np.abs(p_gen - p_real).sum(1)).mean())
-
-
-def colour_oracle(images_uint8: Any, threshold: int = 64) -> Any:
-    """The subgroup of colourised digits: the dominant colour channel of the stroke pixels.
-
-    Stroke pixels are those whose brightest channel reaches ``threshold``; the subgroup is the argmax
-    over channels of the channel sums over those pixels. For the colourised digits (strokes in one
-    channel, the others 0) this is exact; for generated images, ignoring the faint background keeps
-    noise from outvoting the strokes. An image without any stroke pixel falls back to the sums over all
-    its pixels (an all-black image gets subgroup 0). Ties go to the lower channel.
-
-    Args:
-        images_uint8: ``(N, C, H, W)`` uint8 images, channels first (red, green, blue for the digits);
-            a torch tensor (any device) or an array.
-        threshold: the intensity (0..255) from which a pixel counts as stroke.
-
-    Returns:
-        int64 subgroup ids of shape ``(N,)``: a CPU torch tensor when the input is a tensor, else an array.
-
-    Raises:
-        ValueError: when the images are not 4-D.
-    """
-    is_tensor = hasattr(images_uint8, "detach")
-    images = _as_numpy(images_uint8)
-    if images.ndim != 4:
-        raise ValueError(f"colour_oracle expects (N, C, H, W) images; got shape {images.shape}")
-    pixels = images.astype(np.int64)
-    stroke = pixels.max(axis=1, keepdims=True) >= threshold
-    sums = (pixels * stroke).sum(axis=(2, 3))
-    empty = ~stroke.any(axis=(1, 2, 3))
-    if empty.any():
-        sums[empty] = pixels[empty].sum(axis=(2, 3))
-    ids = sums.argmax(axis=1).astype(np.int64)
-    if is_tensor:
-        import torch
-
-        return torch.from_numpy(ids)
-    return ids
 
 
 # Eq. 6 ----------------------------------------------------------------------------------------------------

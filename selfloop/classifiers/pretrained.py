@@ -25,6 +25,8 @@ import torch
 import torchvision
 from torch import nn
 
+from selfloop.errors import MissingWeightsError
+
 __all__ = [
     "DEIT_S_URL",
     "IMAGENET_MEAN",
@@ -56,28 +58,6 @@ DEIT_S_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a15
 
 _OFFLINE_ENV_VARS = ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE")
 _TRUTHY = {"1", "true", "yes", "on"}
-
-
-class MissingWeightsError(FileNotFoundError):
-    """Pretrained weights are not in the cache and cannot be downloaded.
-
-    Args:
-        message: Human-readable explanation (names the expected path, the URL and how to fetch it).
-        path: Where the weights file is expected.
-        url: Where the weights file can be downloaded from.
-    """
-
-    def __init__(self, message: str, path: Path | None = None, url: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-        self.url = url
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self) -> tuple[type, tuple[str, Path | None, str | None]]:
-        return type(self), (self.message, self.path, self.url)
 
 
 class CorruptWeightsError(RuntimeError):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from selfloop.data.colour_oracle import colour_oracle
 from selfloop.data.image_set import ImageSet
 
 COLORS: tuple[str, ...] = ("red", "green", "blue")
@@ -131,6 +132,4 @@ class ColorizedDigits:
         return ImageSet(colorize(gray, colors), labels, colors)
 
     def subgroup_oracle(self, images: Tensor) -> Tensor:
-        from selfloop.analysis.bias_dynamics import colour_oracle
-
         return torch.as_tensor(colour_oracle(images), dtype=torch.long)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfloop.classifiers.pretrained import MissingWeightsError
+from selfloop.errors import MissingWeightsError
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit
 
 __all__ = ["SD15_REPO", "SampleScheduler", "StableDiffusionLoRA"]

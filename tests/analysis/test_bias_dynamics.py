@@ -1,4 +1,4 @@
-"""u_t, the colour oracle and the eq. 6 fit, against closed forms and runs simulated from a known A_t."""
+"""The eq. 6 fit, against closed forms and runs simulated from a known A_t."""
 
 from __future__ import annotations
 
@@ -6,76 +6,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from selfloop.analysis.bias_dynamics import (
-    colour_oracle,
-    fit_bias_dynamics,
-    simulate_bias_dynamics,
-    unbalanced_generation,
-)
-from selfloop.data.coloring import colorize
-
-# u_t ------------------------------------------------------------------------------------------------------
-
-
-def test_unbalanced_generation_equals_hand_computed_tv_distance() -> None:
-    # Class 0: real mix (0.4, 0.4, 0.2), generated (0.6, 0.3, 0.1): TV = (0.2 + 0.1 + 0.1) / 2 = 0.2.
-    # Class 1: real (1/3, 1/3, 1/3), generated all subgroup 2: TV = (1/3 + 1/3 + 2/3) / 2 = 2/3.
-    # Class 2 is real but never generated: skipped. u = (0.2 + 2/3) / 2 = 13/30.
-    real_g = [0] * 4 + [1] * 4 + [2] * 2 + [0, 1, 2] * 3 + [0, 1]
-    real_y = [0] * 10 + [1] * 9 + [2] * 2
-    gen_g = [0] * 6 + [1] * 3 + [2] * 1 + [2] * 5
-    gen_y = [0] * 10 + [1] * 5
-    u = unbalanced_generation(gen_g, gen_y, real_g, real_y, num_classes=3, num_subgroups=3)
-    assert u == pytest.approx(13 / 30)
-    # Tensors give the same; the real mix itself gives 0; a disjoint mix gives 1.
-    as_tensors = unbalanced_generation(
-        torch.tensor(gen_g), torch.tensor(gen_y), torch.tensor(real_g), torch.tensor(real_y), 3, 3
-    )
-    assert as_tensors == pytest.approx(13 / 30)
-    assert unbalanced_generation(real_g, real_y, real_g, real_y, 3, 3) == pytest.approx(0.0)
-    assert unbalanced_generation([1, 1], [0, 0], [0, 0], [0, 0], 1, 2) == pytest.approx(1.0)
-
-
-def test_unbalanced_generation_edge_cases() -> None:
-    assert math.isnan(unbalanced_generation([0], [1], [0], [0], 2, 2))  # no class in both sets
-    with pytest.raises(ValueError, match="subgroup ids"):
-        unbalanced_generation([3], [0], [0], [0], 2, 3)
-    with pytest.raises(ValueError, match="labels"):
-        unbalanced_generation([0], [2], [0], [0], 2, 3)
-
-
-# Colour oracle --------------------------------------------------------------------------------------------
-
-
-def test_colour_oracle_is_exact_on_colourised_digits() -> None:
-    generator = torch.Generator().manual_seed(0)
-    gray = (torch.rand(30, 1, 12, 12, generator=generator) > 0.7).to(torch.uint8) * torch.randint(
-        1, 256, (30, 1, 12, 12), generator=generator, dtype=torch.uint8
-    )
-    gray[:, :, 5, 5] = 255  # every digit has a stroke
-    colors = torch.arange(30) % 3
-    predicted = colour_oracle(colorize(gray, colors))
-    assert isinstance(predicted, torch.Tensor) and predicted.dtype == torch.int64
-    assert torch.equal(predicted, colors)
-    assert np.array_equal(colour_oracle(colorize(gray, colors).numpy()), colors.numpy())
-
-
-def test_colour_oracle_ignores_background_noise() -> None:
-    # 3 red stroke pixels (sum 765) on a faint blue haze over all 64 pixels (sum 1280): the haze would win
-    # an argmax over all pixels, but it is below the stroke threshold.
-    image = np.zeros((1, 3, 8, 8), dtype=np.uint8)
-    image[0, 2] = 20
-    image[0, 0, 3, 2:5] = 255
-    assert colour_oracle(image).tolist() == [0]
-    image[0, 0, 3, 2:5] = 0
-    image[0, 1, 0, 0] = 200  # one green stroke pixel
-    assert colour_oracle(image).tolist() == [1]
-    assert colour_oracle(np.zeros((2, 3, 4, 4), dtype=np.uint8)).tolist() == [0, 0]  # blank: subgroup 0
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        colour_oracle(np.zeros((3, 4, 4), dtype=np.uint8))
-
+from selfloop.analysis.bias_dynamics import fit_bias_dynamics, simulate_bias_dynamics
 
 # Eq. 6 fit ------------------------------------------------------------------------------------------------
 
