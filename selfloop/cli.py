@@ -13,22 +13,23 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.data.queue import ShardError, StackingQueue
 from selfloop.errors import NonFiniteLossError, RunInterrupted
 from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.dcgan import ConditionalDCGAN
-from selfloop.io import atomic_write_text
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
-from selfloop.manifest import Manifest, ManifestError
-from selfloop.metrics_log import MetricsLog
-from selfloop.resume import ConfigMismatchError, incompatible_changes, result_config
-from selfloop.run_dir import RunDirectory, RunDirectoryError
-from selfloop.run_state import RunState
+from selfloop.module_spec import ModuleSpec
+from selfloop.run.atomic import atomic_write_text
+from selfloop.run.compat import ConfigMismatchError, incompatible_changes, result_config
+from selfloop.run.layout import RunDirectory, RunDirectoryError
+from selfloop.run.manifest import Manifest, ManifestError
+from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.phases import PhaseRunner
+from selfloop.run.queue import ShardError, StackingQueue
 
-RUN_DIR_ENV = "SELFLOOP_RUN_DIR"
+RUN_DIR_FLAG = "--loop.run_dir"
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 50,
     "enable_checkpointing": False,
@@ -43,11 +44,14 @@ class SelfLoopCLI(LightningCLI):
     (the classifier's hyperparameters), ``data`` (a ``SelfLoopDataModule``), ``generator`` (a
     ``ConditionalGenerator``), ``filter`` (``SampleFilter``) and ``loop`` (``LoopConfig``).
     ``fit`` runs the whole self-consuming loop, building a fresh Trainer per phase from the parsed
-    config (instantiating the trainer twice would duplicate callbacks).
+    config (instantiating the trainer twice would duplicate callbacks). The ``model`` and
+    ``generator`` groups are parsed, never instantiated here: each phase builds a fresh model.
     """
 
     def __init__(self, args: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        # Arguments from the command line (not a list given in Python) are what DDP re-runs for its ranks.
+        self._command_line = args is None
         super().__init__(
             ImageClassifier,
             SelfLoopDataModule,
@@ -73,10 +77,18 @@ class SelfLoopCLI(LightningCLI):
             }
         }
 
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+        parser.add_class_arguments(
+            ImageClassifier, "model", fail_untyped=False, instantiate=False, sub_configs=True
+        )
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=True)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_dataclass_arguments(LoopConfig, "loop")
         parser.add_subclass_arguments(
-            ConditionalGenerator, "generator", default=lazy_instance(ConditionalDCGAN)
+            ConditionalGenerator, "generator", default=lazy_instance(ConditionalDCGAN), instantiate=False
         )
         parser.add_class_arguments(SampleFilter, "filter")
         for source, target in [
@@ -96,12 +108,10 @@ class SelfLoopCLI(LightningCLI):
         if problems:
             self.parser.error("; ".join(problems))
 
-    def fit(self, model: ImageClassifier, datamodule: SelfLoopDataModule, **_: Any) -> None:
+    def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        # DDP launches ranks 1.. by re-running this command: they must use rank 0's run directory.
-        chosen = os.environ.get(RUN_DIR_ENV) or loop.run_dir
-        run = RunDirectory(chosen) if chosen else RunDirectory.next_version(loop.root, loop.name)
+        run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
         _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
         run.create()
         current = result_config(self.config[self.subcommand].as_dict())
@@ -119,31 +129,29 @@ class SelfLoopCLI(LightningCLI):
         else:
             manifest = Manifest(seed=loop.seed, config=current)
         queue = StackingQueue.from_state(run.queue_dir, loop.queue_capacity, manifest.queue)
-        state = RunState(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
+        runner = PhaseRunner(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
         if not resumed:
             parser = self._parser(self.subcommand)
             atomic_write_text(run.config_file, parser.dump(self.config[self.subcommand], skip_none=False))
-            state.save_manifest()
+            runner.save_manifest()
         trainer_kwargs = dict(self._get(self.config_init, "trainer", default={}))
         resume_command = shlex.join(["python", *sys.argv])
-        if "--loop.run_dir" not in sys.argv:
-            resume_command += f" --loop.run_dir {shlex.quote(str(run.path))}"
-        inherited = RUN_DIR_ENV in os.environ
-        os.environ[RUN_DIR_ENV] = str(run.path)
-        try:
-            SelfConsumingLoop(
-                loop,
-                model,
-                config.generator,
-                datamodule,
-                config.filter,
-                trainer_kwargs,
-                state,
-                resume_command,
-            ).run()
-        finally:
-            if not inherited:
-                os.environ.pop(RUN_DIR_ENV, None)
+        if RUN_DIR_FLAG not in sys.argv:
+            resume_command += f" {RUN_DIR_FLAG} {shlex.quote(str(run.path))}"
+            if self._command_line:
+                # DDP starts ranks 1.. by re-running this command line: the explicit flag gives them
+                # rank 0's run directory instead of a version folder of their own.
+                sys.argv += [RUN_DIR_FLAG, str(run.path)]
+        SelfConsumingLoop(
+            loop,
+            ModuleSpec.from_config(model, ImageClassifier),
+            ModuleSpec.from_config(config.generator),
+            datamodule,
+            config.filter,
+            trainer_kwargs,
+            runner,
+            resume_command,
+        ).run()
 
 
 # Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user

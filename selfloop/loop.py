@@ -16,20 +16,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from selfloop.callbacks.evaluation import evaluation_callback
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.subgroup_cells import SubgroupCellData
-from selfloop.faults import crash_point
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
-from selfloop.metrics.unbalance import unbalanced_generation
-from selfloop.preemption import GracefulStop
-from selfloop.run_state import RunState
-from selfloop.seeding import phase_seed, seed_phase
+from selfloop.metrics.unbalance import ambiguous_fraction, unbalanced_generation
+from selfloop.module_spec import ModuleSpec
+from selfloop.run.phases import Phase, PhaseRunner
+from selfloop.run.preemption import GracefulStop
 
 
 class SelfConsumingLoop:
@@ -46,73 +46,71 @@ class SelfConsumingLoop:
 
     Args:
         config: the ``loop`` group.
-        classifier: a classifier whose hyperparameters (``hparams``) make every f_n.
-        generator: a generator whose hyperparameters make every g_n.
+        classifier: the classifier's class and hyperparameters; every f_n is a fresh one.
+        generator: the generator's class and hyperparameters; every g_n is a fresh one.
         datamodule: the data set.
         sample_filter: the expert-guided filter.
         trainer_kwargs: ``Trainer`` arguments from the ``trainer`` group (callbacks are copied per phase).
-        state: run directory, manifest, queue and metrics log.
+        runner: the run's phases (run directory, manifest, queue and metrics log).
         resume_command: the command that resumes this run (shown when human review stops it).
     """
 
     def __init__(
         self,
         config: LoopConfig,
-        classifier: ImageClassifier,
-        generator: ConditionalGenerator,
+        classifier: ModuleSpec[ImageClassifier],
+        generator: ModuleSpec[ConditionalGenerator],
         datamodule: SelfLoopDataModule,
         sample_filter: SampleFilter,
         trainer_kwargs: dict[str, Any],
-        state: RunState,
+        runner: PhaseRunner,
         resume_command: str | None = None,
     ) -> None:
         self.config = config
         self.resume_command = resume_command
         self._fid: FidTracker | None = None
-        self.classifier_hparams = _init_args(classifier)
-        self.generator_class = type(generator)
-        self.generator_hparams = _init_args(generator)
+        self.classifier = classifier
+        self.generator = generator
         self.datamodule = datamodule
         self.sample_filter = sample_filter
         self.trainer_kwargs = dict(trainer_kwargs)
         self.user_callbacks: list[Callback] = list(self.trainer_kwargs.pop("callbacks", None) or [])
-        self.state = state
-        self.archs = config.panel(classifier.hparams["arch"])
-        self.scorer_arch = config.scorer(classifier.hparams["arch"])
+        self.runner = runner
+        self.archs = config.panel(classifier.init_args["arch"])
+        self.scorer_arch = config.scorer(classifier.init_args["arch"])
+        self.stop = GracefulStop()
 
     def run(self) -> None:
         total = self.config.generations
-        with GracefulStop() as stop:
+        with self.stop:
             try:
                 self._repair_queue()
                 for n in range(total + 1):
                     if n >= 1:
                         self._generation(n)
                         self._write_fid_table()
-                        self._end_phase(stop)
+                        self._end_phase()
                     for arch in self.archs:
                         self._classifier(n, arch)
-                        self._end_phase(stop)
+                        self._end_phase()
             except SIGTERMException:
-                stop.received = stop.received or signal.SIGTERM
-                stop.check()
+                self.stop.received = self.stop.received or signal.SIGTERM
+                self.stop.check()
             finally:
-                self.state.metrics.close()
-        rank_zero_info(f"[selfloop] done: {total} generations in {self.state.run.path}")
+                self.runner.metrics.close()
+        rank_zero_info(f"[selfloop] done: {total} generations in {self.runner.run.path}")
 
-    @staticmethod
-    def _end_phase(stop: GracefulStop) -> None:
+    def _end_phase(self) -> None:
         # A finished fit leaves reference cycles (Trainer, callbacks, model) that Python's rare full
         # collections would free late: peak memory would then creep up generation after generation.
         gc.collect()
-        stop.check()
+        self.stop.check()
 
     # Generator phase -----------------------------------------------------------------------------
 
     def _controller(self, n: int) -> GenerationController:
         plan = GenerationPlan(
             generation=n,
-            seed=self.config.seed,
             kept_per_class=self._kept_per_class(),
             class_names=self.datamodule.class_names,
             grid_per_class=self.config.grid_per_class,
@@ -124,17 +122,20 @@ class SelfConsumingLoop:
         fid = self._fid_tracker(judge)
         oracle = self._subgroup_oracle()
         unbalance = None if oracle is None else lambda images, labels: self._unbalance(oracle, images, labels)
-        return GenerationController(plan, self.state, self.sample_filter, previous, judge, fid, unbalance)
+        return GenerationController(plan, self.runner, self.sample_filter, previous, judge, fid, unbalance)
 
     def _unbalance(
         self, oracle: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor
-    ) -> float:
-        """u_t: total variation between the kept samples' subgroup mix and the real set's, per class."""
+    ) -> dict[str, float]:
+        """u_t (total variation between the kept samples' subgroup mix and the real set's, per class) and
+        the fraction of kept samples whose subgroup the oracle could not read (left out of u_t)."""
         dm = self.datamodule
         real = dm.real.train
-        return unbalanced_generation(
-            oracle(images), labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
+        subgroups = oracle(images)
+        u_t = unbalanced_generation(
+            subgroups, labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
         )
+        return {"u_t": u_t, "subgroup_ambiguous_frac": ambiguous_fraction(subgroups)}
 
     def _subgroup_oracle(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Reads the subgroup of generated images: the data set's exact oracle (colour), else a
@@ -146,31 +147,31 @@ class SelfConsumingLoop:
         if dm.num_subgroups < 2:
             return None
         cells = SubgroupCellData(dm)
-        path = self.state.run.path / "classifiers" / "subgroup_oracle.pt"
-        hparams = {**self.classifier_hparams, "arch": self.scorer_arch, "num_classes": cells.num_classes}
-        key = "g0/subgroup_oracle"
-        if not (self.state.manifest.is_done(key) and self.state.intact(path)):
+        phase = Phase.subgroup_oracle()
+        path = self.runner.run.subgroup_oracle_weights
+        overrides = {"arch": self.scorer_arch, "num_classes": cells.num_classes}
+        if not self.runner.done(phase):
             rank_zero_info(
                 f"[selfloop] subgroup oracle fit · {self.scorer_arch} on {cells.num_classes} (class, subgroup) cells"
             )
-            seed = seed_phase(self.config.seed, 0, "subgroup_oracle")
-            model = ImageClassifier(**hparams)
-            cells.loader_seed = phase_seed(self.config.seed, 0, "subgroup_oracle/loader")
+            self.runner.begin(phase)
+            model = self.classifier.build(**overrides)
+            cells.loader_seed = phase.seed(self.runner.base_seed, "loader")
             callbacks = [
                 FiniteLossCheck("subgroup oracle fit"),
                 EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
             ]
             trainer = self._trainer("gen_000", "subgroup_oracle", callbacks)
-            trainer.fit(model, datamodule=cells)
+            self._fit(trainer, model, cells)
             test = cells.real.test
             accuracy = (
                 (model.predict_labels(test.images) % cells.num_subgroups == test.subgroups).float().mean()
             )
             # The oracle's own accuracy on the real test split: u_t is an estimate through it.
-            self.state.metrics.log(0, "subgroup_oracle", {"subgroup_acc": accuracy.item()})
-            self.state.save_file(path, model.state_dict(), trainer.strategy)
-            self.state.complete(key, seed)
-        model = ImageClassifier(**hparams)
+            self.runner.metrics.log(0, "subgroup_oracle", {"subgroup_acc": accuracy.item()})
+            self.runner.save(path, model.state_dict(), trainer.strategy)
+            self.runner.complete(phase)
+        model = self.classifier.build(**overrides)
         model.load_state_dict(torch.load(path, weights_only=True))
         model.eval()
         return lambda images: model.predict_labels(images) % cells.num_subgroups
@@ -191,7 +192,7 @@ class SelfConsumingLoop:
             self._fid = FidTracker(
                 extractor, num_samples, self.config.seed, self.config.fid_extractor, device=device
             )
-            self._fid.set_real(real, cache_path=self.state.run.path / "fid_real_stats.pt")
+            self._fid.set_real(real, cache_path=self.runner.run.fid_real_stats)
         return self._fid
 
     def _write_fid_table(self) -> None:
@@ -205,19 +206,18 @@ class SelfConsumingLoop:
                 "generation": int(r["generation"]),
                 "fid": float(r["value"]),
             }
-            for r in self.state.metrics.read()
+            for r in self.runner.metrics.read()
             if r["arch"] == "generator" and r["metric"] in ("fid_raw", "fid_kept")
         ]
         if rank_zero_only.rank == 0:
-            write_fid_table(self.state.run.path / "fid_table.csv", self.state.run.path / "fid_table.md", rows)
+            write_fid_table(*self.runner.run.fid_tables, rows)
 
     def _generation(self, n: int) -> None:
-        manifest = self.state.manifest
-        if manifest.is_done(f"g{n}/filter"):
+        if self.runner.done(Phase.filter(n)):
             return
         controller = self._controller(n)
-        weights = self.state.run.generator_weights(n)
-        if manifest.is_done(f"g{n}/generator") and self.state.intact(weights):
+        phase = Phase.generator(n)
+        if self.runner.done(phase):
             rank_zero_info(
                 f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit"
             )
@@ -225,36 +225,36 @@ class SelfConsumingLoop:
             trainer.strategy.setup_environment()
             controller.resume(trainer, self._load_generator(n).to(trainer.strategy.root_device))
             return
-        seed = seed_phase(self.config.seed, n, "generator")
+        self.runner.begin(phase)
         generator = self._fresh_generator()
         rank_zero_info(
-            f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator_class.__name__}"
+            f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator.cls.__name__}"
         )
-        self._prepare_data(n, "generator")
-        manifest.seeds[f"g{n}/generator"] = seed
+        self._prepare_data(phase)
         callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
         overrides: dict[str, Any] = {"max_epochs": self.config.generator_epochs}
         if generator.ddp_find_unused_parameters and self.trainer_kwargs.get("strategy") == "ddp":
             overrides["strategy"] = "ddp_find_unused_parameters_true"
         trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, **overrides)
-        trainer.fit(generator, datamodule=self.datamodule)
+        self._fit(trainer, generator, self.datamodule)
 
     def _fresh_generator(self) -> ConditionalGenerator:
-        generator = self.generator_class(**self.generator_hparams)
+        generator = self.generator.build()
         generator.class_names = self.datamodule.class_names
         return generator
 
     def _load_generator(self, n: int) -> ConditionalGenerator:
         generator = self._fresh_generator()
-        generator.load_generator_state(torch.load(self.state.run.generator_weights(n), weights_only=True))
+        generator.load_generator_state(torch.load(self.runner.run.generator_weights(n), weights_only=True))
         return generator
 
     def _repair_queue(self) -> None:
         """Rebuild every queue shard that is missing or does not match its recorded hash."""
-        for shard in list(self.state.queue.shards):
-            if self.state.queue.verify(shard):
+        queue = self.runner.queue
+        for shard in list(queue.shards):
+            if queue.verify(shard):
                 continue
-            path = self.state.queue.folder / shard.file
+            path = queue.folder / shard.file
             rank_zero_warn(
                 f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates"
             )
@@ -271,58 +271,58 @@ class SelfConsumingLoop:
     # Classifier phase ----------------------------------------------------------------------------
 
     def _classifier(self, n: int, arch: str) -> None:
-        key = f"g{n}/classifier/{arch}"
-        if self.state.manifest.is_done(key) and self.state.intact(self.state.run.classifier_weights(n, arch)):
+        phase = Phase.classifier(n, arch)
+        if self.runner.done(phase):
             return
         rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · classifier fit · {arch}")
-        seed = seed_phase(self.config.seed, n, "classifier", arch)
-        model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
-        self._prepare_data(n, "classifier", arch)
+        self.runner.begin(phase)
+        model = self.classifier.build(arch=arch)
+        self._prepare_data(phase)
         results: dict = {}
 
         def record(metrics: dict) -> None:
             results.update(metrics)
-            self.state.metrics.log(n, arch, metrics)
+            self.runner.metrics.log(n, arch, metrics)
 
         callbacks = [
             FiniteLossCheck(f"generation {n}, classifier {arch}"),
             EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
-            self.datamodule.evaluation_callback(record),
+            evaluation_callback(self.datamodule, record),
         ]
         trainer = self._trainer(f"gen_{n:03d}", arch, callbacks)
-        trainer.fit(model, datamodule=self.datamodule)
-        self.state.save_file(self.state.run.classifier_weights(n, arch), model.state_dict(), trainer.strategy)
+        self._fit(trainer, model, self.datamodule)
+        self.runner.save(self.runner.run.classifier_weights(n, arch), model.state_dict(), trainer.strategy)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float))
         rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
-        self.state.complete(key, seed)
-        crash_point(f"{key}/done")
+        self.runner.complete(phase)
 
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
-        path = self.state.run.classifier_weights(n, arch)
-        if not self.state.intact(path):
+        path = self.runner.run.classifier_weights(n, arch)
+        if not self.runner.intact(path):
             raise FileNotFoundError(
                 f"classifier weights {path} are missing or damaged; generation {n + 1} needs them. Delete the "
-                f"line 'g{n}/classifier/{arch}' from {self.state.run.manifest_file} 'completed' and rerun to retrain it"
+                f"line '{Phase.classifier(n, arch).key}' from {self.runner.run.manifest_file} 'completed' and "
+                "rerun to retrain it"
             )
-        model = ImageClassifier(**{**self.classifier_hparams, "arch": arch})
+        model = self.classifier.build(arch=arch)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
 
     # Shared --------------------------------------------------------------------------------------
 
-    def _prepare_data(self, n: int, phase: str, arch: str = "") -> None:
+    def _prepare_data(self, phase: Phase) -> None:
         """Rebuild the train set from real + queue and key the loader order to this phase."""
-        self.datamodule.set_generated(self.state.queue.load())
-        self.datamodule.loader_seed = phase_seed(self.config.seed, n, f"{phase}/loader", arch)
+        self.datamodule.set_generated(self.runner.queue.load())
+        self.datamodule.loader_seed = phase.seed(self.runner.base_seed, "loader")
+
+    def _fit(self, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+        # A stop signal that landed between phases is honoured here: Trainer.fit resets Lightning's flag.
+        self.stop.check()
+        trainer.fit(model, datamodule=datamodule)
 
     def _trainer(self, name: str, version: str, callbacks: list[Callback], **overrides: Any) -> L.Trainer:
         kwargs = {**self.trainer_kwargs, **overrides}
         kwargs["callbacks"] = copy.deepcopy(self.user_callbacks) + callbacks
-        kwargs["logger"] = TensorBoardLogger(self.state.run.phase_log_dir(), name=name, version=version)
-        kwargs["default_root_dir"] = str(self.state.run.path)
+        kwargs["logger"] = TensorBoardLogger(self.runner.run.phase_log_dir(), name=name, version=version)
+        kwargs["default_root_dir"] = str(self.runner.run.path)
         return L.Trainer(**kwargs)
-
-
-def _init_args(module: L.LightningModule) -> dict[str, Any]:
-    """The arguments that rebuild a fresh module (LightningCLI adds private keys to ``hparams``)."""
-    return {k: v for k, v in module.hparams.items() if not k.startswith("_")}

@@ -1,12 +1,16 @@
-"""scripts/bench_overhead.py and scripts/bench_generations.py run end to end at tiny sizes.
+"""scripts/bench_overhead.py, bench_generations.py and bench_sd.py run end to end at tiny sizes.
 
-The benchmarks' timings are never asserted (tests do not time things): only that each script exits
-0 and prints its figures in the documented form.
+The benchmarks' timings are never compared with a threshold (tests do not time things): the tests
+check that each script exits 0 and prints every documented figure, that the figures are finite and
+plausible (positive times, memory at least the model's size), and that they agree with each other
+(a ratio is the quotient of the medians it reports, a generation's wall time is the sum of its parts).
 """
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +21,14 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_script(name: str, *args: str, cwd: Path) -> str:
+def run_script(name: str, *args: str, cwd: Path, timeout: float = 120) -> str:
     """Run ``scripts/<name>`` with ``args`` from ``cwd``; return its stdout after checking exit 0."""
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
@@ -35,18 +39,67 @@ def values(output: str) -> dict[str, str]:
     return dict(re.findall(r"^(\w+): (.*)$", output, flags=re.MULTILINE))
 
 
+def number(text: str) -> float:
+    """A printed figure, which must be a finite number."""
+    value = float(text)
+    assert math.isfinite(value), text
+    return value
+
+
+def table(output: str, first_columns: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of the whitespace-separated table whose header starts with ``first_columns``."""
+    lines = output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[: len(first_columns)] == first_columns)
+    names = lines[header].split()
+    rows = []
+    for line in lines[header + 1 :]:
+        if not line.strip():
+            break
+        rows.append(dict(zip(names, line.split(), strict=True)))
+    return names, rows
+
+
+def check_overhead(found: dict[str, str], steps: int, repeats: int) -> dict[str, float]:
+    """The figures of bench_overhead.py: present, finite, plausible and consistent with each other."""
+    assert found["device"] == "cpu"
+    assert found["steps"] == str(steps) and found["repeats"] == str(repeats)
+    runs = {side: [number(t) for t in found[f"{side}_runs_s"].split()] for side in ("lightning", "plain")}
+    median = {}
+    for side, times in runs.items():
+        assert len(times) == repeats and all(t > 0 for t in times)
+        median[side] = statistics.median(times)
+        # ms per step is the median run over the steps (runs are printed to 0.1 ms).
+        ms = number(found[f"{side}_ms_per_step"])
+        assert ms == pytest.approx(1e3 * median[side] / steps, abs=1e-4 * 1e3 / steps + 1e-4)
+        assert number(found[f"{side}_steady_ms_per_step"]) > 0
+    ratio = number(found["ratio"])
+    assert ratio == pytest.approx(median["lightning"] / median["plain"], rel=5e-3)
+    steady_ratio = number(found["steady_ratio"])
+    steady = {s: number(found[f"{s}_steady_ms_per_step"]) for s in ("lightning", "plain")}
+    assert steady_ratio == pytest.approx(steady["lightning"] / steady["plain"], rel=5e-3)
+    # Same work on both sides: neither side can be orders of magnitude off the other.
+    assert 0.01 < ratio < 100 and 0.01 < steady_ratio < 100
+    # The fixed cost is what the whole run costs beyond its steps at the steady rate.
+    fixed = number(found["lightning_fixed_cost_s"])
+    assert fixed == pytest.approx(median["lightning"] - steady["lightning"] * steps / 1e3, abs=2e-3)
+    assert fixed <= median["lightning"]
+    assert found["goal"] == "ratio <= 1.05"
+    if abs(ratio - 1.05) > 1e-3:  # the verdict follows the printed ratio
+        assert found["goal_met"] == ("yes" if ratio <= 1.05 else "no")
+    # Same model, seed, batches and dropout masks on both sides: the same weights after training.
+    assert number(found["max_param_diff"]) < 1e-4
+    return {"ratio": ratio, "steady_ratio": steady_ratio}
+
+
 def test_bench_overhead_prints_the_ratio_and_the_goal(tmp_path):
     out = run_script(
         "bench_overhead.py", "--steps", "20", "--repeats", "1", "--warmup-steps", "2", "--threads", "1",
         cwd=tmp_path,
     )  # fmt: skip
     found = values(out)
-    assert found["steps"] == "20"
-    assert float(found["ratio"]) > 0 and float(found["steady_ratio"]) > 0
-    assert float(found["lightning_ms_per_step"]) > 0 and float(found["plain_ms_per_step"]) > 0
-    assert found["goal_met"] in ("yes", "no")
-    # Same model, seed, batches and dropout masks on both sides: the same weights after training.
-    assert float(found["max_param_diff"]) < 1e-4
+    check_overhead(found, steps=20, repeats=1)
+    assert found["arch"].startswith("lenet  data: digits ") and found["arch"].endswith("batch_size: 64")
+    assert found["torch"].endswith("threads: 1")
 
 
 def test_bench_overhead_synthetic_data_in_full_batches(tmp_path):
@@ -58,10 +111,22 @@ def test_bench_overhead_synthetic_data_in_full_batches(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     found = values(out)
-    assert "synthetic 64x3x16x16" in found["arch"]
-    assert len(found["lightning_runs_s"].split()) == 2 and len(found["plain_runs_s"].split()) == 2
-    assert float(found["ratio"]) > 0
-    assert float(found["max_param_diff"]) < 1e-4
+    assert "synthetic 64x3x16x16" in found["arch"] and found["arch"].endswith("batch_size: 16")
+    check_overhead(found, steps=10, repeats=2)
+
+
+GENERATION_COLUMNS = [
+    "generation",
+    "wall_s",
+    "generator_s",
+    "classifiers_s",
+    "other_s",
+    "after_fit_s",
+    "peak_rss_mib",
+    "end_rss_mib",
+    "queue_gens",
+    "train_images",
+]
 
 
 def test_bench_generations_prints_a_row_per_generation(tmp_path):
@@ -71,22 +136,90 @@ def test_bench_generations_prints_a_row_per_generation(tmp_path):
         "--epochs", "1", "--generator-epochs", "1", "--image-size", "16", "--run-dir", str(tmp_path / "run"),
         cwd=tmp_path,
     )  # fmt: skip
-    lines = out.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["generation", "wall_s"])
-    names = lines[header].split()
-    rows = []
-    for line in lines[header + 1 :]:
-        if not line.strip():
-            break
-        rows.append(dict(zip(names, line.split(), strict=True)))
+    names, rows = table(out, ["generation", "wall_s"])
+    assert names == GENERATION_COLUMNS
     assert [int(r["generation"]) for r in rows] == list(range(generations + 1))
     # The queue fills at generation K and stays full: FIFO eviction keeps it at K generations.
     assert [int(r["queue_gens"]) for r in rows] == [min(n, capacity) for n in range(generations + 1)]
-    assert all(float(r["wall_s"]) > 0 and float(r["peak_rss_mib"]) > 0 for r in rows)
+    for r in rows:
+        seconds = {
+            k: number(r[k]) for k in ("wall_s", "generator_s", "classifiers_s", "other_s", "after_fit_s")
+        }
+        assert seconds["wall_s"] > 0 and seconds["classifiers_s"] > 0
+        assert all(v >= 0 for k, v in seconds.items() if k != "other_s")
+        # A generation's window is its fits plus the work between them (each printed to 10 ms).
+        parts = seconds["generator_s"] + seconds["classifiers_s"] + seconds["other_s"]
+        assert parts == pytest.approx(seconds["wall_s"], abs=0.02)
+        assert seconds["after_fit_s"] <= seconds["generator_s"] + seconds["classifiers_s"] + 0.01
+        peak, end = number(r["peak_rss_mib"]), number(r["end_rss_mib"])
+        assert 50 < end <= peak < 64 * 1024  # a Python process with torch, far below the machine
+    # Generation 0 trains no generator; every later one does, on real data plus the queue.
+    assert number(rows[0]["generator_s"]) == 0 and all(number(r["generator_s"]) > 0 for r in rows[1:])
+    real = int(rows[0]["train_images"])
+    assert real > 0 and len({int(r["train_images"]) for r in rows[1:]}) == 1  # capacity 1: one shard
+    assert int(rows[1]["train_images"]) > real
     found = values(out)
+    assert number(found["generations_s"]) == pytest.approx(sum(number(r["wall_s"]) for r in rows), abs=0.05)
+    assert number(found["total_s"]) >= number(found["generations_s"]) and number(found["startup_s"]) > 0
+    assert number(found["max_rss_mib"]) == max(number(r["peak_rss_mib"]) for r in rows)
+    assert found["time_check"].startswith(
+        f"generations {capacity + 1}..{generations} vs generation {capacity} "
+    )
     for key in ("time_check", "time_check_full_queue", "memory_check"):
         assert found[key].endswith((": yes", ": no")), found[key]
     assert (tmp_path / "run" / "manifest.json").is_file()
+
+
+SD_COLUMNS = [
+    "phase",
+    "batch_size",
+    "resolution",
+    "denoise_steps",
+    "batches",
+    "s_per_batch",
+    "images_per_s",
+    "peak_mem_mib",
+]
+
+
+def test_bench_sd_on_cpu_at_reduced_resolution(tmp_path):
+    # SD 1.5's shapes with random weights at 64 px: about a minute on two free cores; the timeout
+    # leaves room for a busy machine.
+    out = run_script("bench_sd.py", "--device", "cpu", "--threads", "2", cwd=tmp_path, timeout=900)
+    found = values(out)
+    assert found["device"] == "cpu (cpu)"
+    assert found["weights"].startswith("random-sd15-shapes") and "NOT pretrained" in found["weights"]
+    assert found["pretrained"] == "no"
+    assert found["parameters"] == "unet 859.5M  vae 83.7M  text_encoder 123.1M  lora 0.797M"
+    assert found["resolution"] == "64 px (reduced; the paper's is 512 px)"
+    assert found["precision"] == "32-true"
+    assert found["scheduler"] == "dpm  sample_steps: 2  guidance_scale: 7.5"
+    assert found["peak_mem"].startswith("peak process RSS")
+    assert number(found["build_s"]) > 0 and number(found["total_s"]) > number(found["build_s"])
+
+    names, rows = table(out, ["phase", "batch_size"])
+    assert names == SD_COLUMNS
+    assert [(r["phase"], r["batch_size"]) for r in rows] == [("train", "1"), ("sample", "1")]
+    # The model alone holds (859.5 + 83.7 + 123.1)M fp32 weights = 4,068 MiB; RSS includes them.
+    weights_mib = (859.5 + 83.7 + 123.1) * 1e6 * 4 / 2**20
+    for r in rows:
+        assert r["resolution"] == "64" and int(r["batches"]) >= 1
+        assert r["denoise_steps"] == ("-" if r["phase"] == "train" else "2")
+        per_batch, rate = number(r["s_per_batch"]), number(r["images_per_s"])
+        assert per_batch > 0 and rate == pytest.approx(int(r["batch_size"]) / per_batch, rel=1e-2)
+        assert weights_mib < number(r["peak_mem_mib"]) < 64 * 1024
+
+
+def test_bench_sd_rejects_a_resolution_the_vae_cannot_take(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_sd.py"), "--device", "cpu", "--resolution", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--resolution must be a multiple of 8" in result.stderr
 
 
 def test_bench_generations_needs_capacity_below_generations(tmp_path):

@@ -11,6 +11,7 @@ import yaml
 from selfloop.cli import SelfLoopCLI
 from selfloop.data.cifar import CIFAR20DataModule
 from selfloop.data.mnist import ColoredMNISTDataModule
+from selfloop.run.compat import flatten
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_PANEL = ["lenet", "alexnet", "vgg19", "resnet50", "mobilenet_v3"]
@@ -31,9 +32,12 @@ def _build_data(config: dict):
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_parses(capsys, path):
+def test_every_shipped_config_parses_and_keeps_every_value_it_sets(capsys, path):
     config = _parsed(path.name, capsys)
-    assert config["loop"]["generations"] >= 1 and config["loop"]["queue_capacity"] >= 1
+    written = flatten(yaml.safe_load(path.read_text()))
+    parsed = flatten(config)
+    # Every setting the file writes reaches the run unchanged (a misspelt or dropped key fails here).
+    assert {k: parsed.get(k, "<missing>") for k in written} == written
     assert config["data"]["class_path"].startswith("selfloop.data.")
     assert config["generator"]["class_path"].startswith("selfloop.generators.")
 

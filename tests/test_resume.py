@@ -19,14 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PANEL = ("--loop.generations", "1", "--loop.archs", "[lenet, alexnet]", "--loop.generator_epochs", "2")
 
 
-def _run(args: list[str], crash_at: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def _run(args: list[str], kill_at: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("SELFLOOP_CRASH_AT", None)
-    if crash_at:
-        env["SELFLOOP_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    command = [sys.executable, "main.py", *args]
+    if kill_at:
+        command = [sys.executable, str(ROOT / "tests" / "helpers" / "faults.py"), "--kill-at", kill_at, *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +45,13 @@ def reference(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize(
-    "crash_at",
-    ["g1/generator/epoch0", "g1/sample/done", "g0/classifier/lenet/done", "evaluation"],
+    "kill_at",
+    ["generator-epoch", "after-sampling", "after:g0/classifier/lenet", "evaluation"],
     ids=["during-generator-fit", "between-sampling-and-filtering", "between-two-archs", "during-evaluation"],
 )
-def test_sigkill_then_rerun_gives_identical_metrics(tiny_run_args, tmp_path, reference, crash_at):
+def test_sigkill_then_rerun_gives_identical_metrics(tiny_run_args, tmp_path, reference, kill_at):
     args = tiny_run_args(tmp_path / "run", *PANEL)
-    killed = _run(args, crash_at=crash_at)
+    killed = _run(args, kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "g1/classifier/alexnet" not in manifest["completed"]

@@ -10,12 +10,16 @@ Runs are grouped into experiments (see ``selfloop.analysis.runs``); per group th
 * ``ablations_<group>.png`` (Hard ImageNet): accuracy and the three ablation drops per arch;
 * ``generator_<group>.png``: class fidelity of generated samples, u_t and FID, when logged;
 * ``metrics_<group>.csv``: every metric's mean, std and n over seeds, per arch and generation;
-* ``eq6_<group>.md`` and ``eq6_<group>_{parameters,A_t,holdout}.csv``: the eq. 6 fit
-  (``selfloop.analysis.bias_dynamics``) when q_t (``gen_label_acc_kept``) and u_t (``u_t``) are logged;
+* ``trends_<group>.csv``: per arch and metric, the per-seed slope over generations, its mean with a
+  t-interval over seeds and the verdict (``selfloop.analysis.trends``);
+* ``eq6_<group>.md`` and ``eq6_<group>_{parameters,A_t,comparison}.csv``: the eq. 6 fit and its
+  held-out comparison with no change and a constant factor (``selfloop.analysis.bias_dynamics``) when
+  q_t (``gen_label_acc_kept``) and u_t (``u_t``) are logged;
 
 plus ``table1_fid.csv`` / ``table1_fid.md`` (FID by generation, mean +- std over seeds) when FID rows
-exist, and ``index.html`` showing all of it with the configs and seeds used. File names use the group
-key, ``<data set>-<config hash>``.
+exist, ``verdicts.md`` (every verdict, also printed by the command) and ``index.html`` showing all of
+it, the verdicts first, with the configs and seeds used. File names use the group key,
+``<data set>-<config hash>``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from selfloop.analysis.runs import (
     load_runs,
     metric_names,
 )
+from selfloop.analysis.seed_stats import fmt
+from selfloop.analysis.trends import Trend, trends
 
 PROG = "python -m selfloop.analysis.report"
 FAIRNESS_PANELS = (("acc", "Accuracy"), ("meo", "MEO"), ("di", "DI"), ("md", "MD"))
@@ -263,14 +269,95 @@ def _fit_section(
     files = [
         _write_csv(out / f"eq6_{group}_parameters.csv", fit.parameter_rows()),
         _write_csv(out / f"eq6_{group}_A_t.csv", fit.a_t),
-        _write_csv(
-            out / f"eq6_{group}_holdout.csv",
-            fit.holdout_rows(),
-            ["metric", "fit_until_generation", "test_generations", "n", "rmse_model", "rmse_no_change"],
-        ),
+        _write_csv(out / f"eq6_{group}_comparison.csv", fit.comparison_rows()),
     ]
     markdown.write_text(f"# Eq. 6 fit: {group}\n\n{fit.to_markdown()}")
     return {"fit": fit, "files": [markdown.name, *(f.name for f in files)]}
+
+
+TREND_METHOD = (
+    "Per seed, the least-squares slope of the metric over generations (scipy.stats.linregress); the verdict "
+    "is decided by the t-interval over seeds of their mean (scipy.stats.t): increases / decreases when it "
+    "lies above / below 0, else no detectable change; with fewer than 3 seeds, no verdict."
+)
+EQ6_METHOD = (
+    "No change (A = 1), a constant factor per arch (A = c_M) and eq. 6 are fitted on the early generations "
+    "and predict the last ones; per seed, the log of a simpler model's held-out MSE minus a richer one's "
+    "(above 0: the richer predicts better), with a bootstrap-t interval over seeds. q_t / u_t are said to "
+    "explain the dynamics only when the interval for eq. 6 over the constant factor lies above 0."
+)
+
+
+def trend_table(found: Sequence[Trend]) -> list[dict[str, Any]]:
+    """Trend verdicts as display rows: ``group, arch, metric, verdict, mean slope per generation, interval``.
+
+    Args:
+        found: trends (``selfloop.analysis.trends.trends``).
+    """
+    return [
+        {
+            "group": t.group,
+            "arch": t.arch,
+            "metric": t.metric,
+            "verdict": t.verdict or f"cannot be judged ({t.interval.n} seed{'s' * (t.interval.n != 1)})",
+            "mean slope per generation": fmt(t.interval.estimate),
+            "interval": t.interval.bounds() if t.verdict else "",
+        }
+        for t in found
+    ]
+
+
+def eq6_table(sections: Sequence[dict[str, Any]], bias_metric: str) -> list[dict[str, Any]]:
+    """One display row per group on eq. 6: ``group, B, verdict``, the two log-MSE gains and the sentence.
+
+    Args:
+        sections: the report's group sections (``fit`` holds ``_fit_section``'s result).
+        bias_metric: the bias metric B.
+    """
+    rows = []
+    for s in sections:
+        section = s["fit"]
+        row = {"group": s["group"], "B": bias_metric, "verdict": "not fitted", "eq. 6 vs constant factor": "",
+               "constant factor vs no change": ""}  # fmt: skip
+        if section is None:
+            row["sentence"] = f"Not fitted: it needs q_t ({Q_METRIC}) and u_t ({U_METRIC}) rows."
+        elif "error" in section:
+            row["sentence"] = f"The fit could not run: {section['error']}"
+        else:
+            c = section["fit"].comparison
+            row["verdict"] = c.preferred or "cannot be judged"
+            for key, interval in (("eq. 6 vs constant factor", c.eq6_vs_constant),
+                                  ("constant factor vs no change", c.constant_vs_none)):  # fmt: skip
+                row[key] = interval.describe() if interval is not None else ""
+            row["sentence"] = c.verdict
+        rows.append(row)
+    return rows
+
+
+def _markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return lines
+
+
+def verdicts_markdown(found: Sequence[Trend], eq6: Sequence[dict[str, Any]]) -> str:
+    """Every verdict of the report as markdown: the trends table, then eq. 6 per group.
+
+    Args:
+        found: the trends.
+        eq6: ``eq6_table``'s rows.
+    """
+    lines = ["# Verdicts", "", "## Trends over generations", "", TREND_METHOD, ""]
+    table = trend_table(found)
+    lines += (
+        _markdown_table(table, list(table[0]) if table else ["group"]) if table else ["(no metric logged)"]
+    )
+    lines += ["", "## Eq. 6: do q_t / u_t explain bias dynamics?", "", EQ6_METHOD, ""]
+    lines += _markdown_table(
+        eq6, ["group", "B", "verdict", "eq. 6 vs constant factor", "constant factor vs no change"]
+    )
+    lines += ["", *(f"- {r['group']}: {r['sentence']}" for r in eq6)]
+    return "\n".join(lines) + "\n"
 
 
 def _label(group: str, settings: dict[str, Any], limit: int = 4) -> str:
@@ -304,6 +391,7 @@ def write_report(
     groups = by_group(runs)
     settings = distinguishing_settings(runs)
     sections = []
+    found: list[Trend] = []
     for group, members in groups.items():
         archs = _archs(members)
         # With one group the settings table lists its data settings; they would only clutter titles.
@@ -334,6 +422,9 @@ def write_report(
             table,
             ["group", "arch", "generation", "metric", "mean", "std", "n", "seeds"],
         )
+        group_trends = trends(members)
+        found += group_trends
+        _write_csv(out / f"trends_{group}.csv", [t.row() for t in group_trends], list(_TREND_COLUMNS))
         sections.append(
             {
                 "group": group,
@@ -351,12 +442,26 @@ def write_report(
         (out / "table1_fid.md").write_text(
             "# Table 1: FID by generation (mean ± std over seeds)\n\n" + _fid_markdown(fid)
         )
+    eq6 = eq6_table(sections, bias_metric)
+    (out / "verdicts.md").write_text(verdicts_markdown(found, eq6))
     index = out / "index.html"
-    index.write_text(_html(sections, fid, bias_metric))
+    index.write_text(_html(sections, fid, bias_metric, found, eq6))
     return index
 
 
-def _html(sections: list[dict[str, Any]], fid: list[dict[str, Any]], bias_metric: str) -> str:
+_TREND_COLUMNS = (
+    "group", "arch", "metric", "verdict", "mean_slope", "low", "high", "level", "method", "n_seeds", "seeds",
+    "sentence",
+)  # fmt: skip
+
+
+def _html(
+    sections: list[dict[str, Any]],
+    fid: list[dict[str, Any]],
+    bias_metric: str,
+    found: Sequence[Trend] = (),
+    eq6: Sequence[dict[str, Any]] = (),
+) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -366,6 +471,18 @@ def _html(sections: list[dict[str, Any]], fid: list[dict[str, Any]], bias_metric
         "pre{background:#f6f6f6;padding:0.5em;overflow:auto}.verdict{font-weight:bold}</style>",
         "</head><body>",
         "<h1>Self-consuming loop report</h1>",
+        '<h2 id="verdicts">Verdicts</h2>',
+        f"<h3>Trends over generations</h3><p>{esc(TREND_METHOD)}</p>",
+        _html_table(trend_table(found)),
+        f"<h3>Eq. 6: do q_t / u_t explain bias dynamics?</h3><p>{esc(EQ6_METHOD)}</p>",
+        _html_table(
+            eq6, ["group", "B", "verdict", "eq. 6 vs constant factor", "constant factor vs no change"]
+        ),
+        "<ul>"
+        + "".join(f'<li class="verdict">{esc(r["group"])}: {esc(r["sentence"])}</li>' for r in eq6)
+        + "</ul>",
+        '<p>Every verdict as text: <a href="verdicts.md">verdicts.md</a></p>',
+        "<h2>Groups</h2>",
         "<ul>"
         + "".join(f'<li><a href="#{esc(s["group"])}">{esc(s["label"])}</a></li>' for s in sections)
         + "</ul>",
@@ -437,7 +554,8 @@ def _html(sections: list[dict[str, Any]], fid: list[dict[str, Any]], bias_metric
                 )  # fmt: skip
             )
         parts.append(
-            f'<p>All metrics, mean/std/n over seeds: <a href="{esc(s["metrics_csv"])}">{esc(s["metrics_csv"])}</a></p>'
+            f'<p>All metrics, mean/std/n over seeds: <a href="{esc(s["metrics_csv"])}">{esc(s["metrics_csv"])}</a>; '
+            f'trend verdicts: <a href="trends_{esc(s["group"])}.csv">trends_{esc(s["group"])}.csv</a></p>'
         )
         parts.append(_fit_html(s["fit"], bias_metric))
     parts.append("</body></html>")
@@ -459,14 +577,15 @@ def _fit_html(section: dict[str, Any] | None, bias_metric: str) -> str:
     parts = [
         f"<h3>Eq. 6 fit (B = {esc(bias_metric)})</h3>",
         f'<p class="verdict">{esc(fit.verdict)}</p>',
+        f"<p>{esc(EQ6_METHOD)}</p>",
+        _html_table(fit.comparison_rows()),
         "<p>A_t = c_M (1 + kappa_Q (1 - q_t) + kappa_U u_t), c_M = (1 - gamma_M)(1 + delta_D), "
         "kappa = delta / (1 + delta_D); gamma_M and delta_D are identifiable only through c_M. "
-        f"Intervals: {pct} bootstrap over seeds ({fit.n_bootstrap} resamples).</p>",
+        f"Parameter and A_t intervals: {pct} percentile bootstrap over seeds ({fit.n_bootstrap} resamples); "
+        "descriptive only, too narrow with few seeds, and not used by the verdict.</p>",
         _html_table(fit.parameter_rows()),
+        _html_table(fit.a_t),
     ]
-    if fit.holdout_rows():
-        parts.append(_html_table(fit.holdout_rows()))
-    parts.append(_html_table(fit.a_t))
     if fit.notes:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in fit.notes) + "</ul>")
     parts.append(f"<p>{links}</p>")
@@ -512,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(
             f"{PROG}: error: cannot write the report to {args.out} ({err.strerror or err})"
         ) from None
+    print((index.parent / "verdicts.md").read_text())
     print(f"report: {index} ({len(runs)} runs in {len(by_group(runs))} groups)")
 
 

@@ -1,6 +1,6 @@
 """Read finished or partial run directories into one tidy table, and average metrics over seeds.
 
-A run directory (see ``selfloop.run_dir.RunDirectory``) holds ``config.yaml`` (the resolved CLI config),
+A run directory (see ``selfloop.run.layout.RunDirectory``) holds ``config.yaml`` (the resolved CLI config),
 ``manifest.json`` (the phases completed) and ``metrics.csv`` (``generation, arch, seed, metric, value``).
 Runs are grouped into *experiments*: two runs belong to the same group when their configs agree on every
 setting except those in ``IGNORED_KEYS`` (the seed, where the run is written, and settings that cannot

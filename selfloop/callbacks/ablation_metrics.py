@@ -10,12 +10,13 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
 
-from selfloop.metrics.ablations import SegmentedImages, ablate_box_gray, ablate_box_tile, ablate_object_gray
+from selfloop.data.segmented import SegmentedImages
+from selfloop.metrics.ablations import ablate_box_gray, ablate_box_tile, ablate_object_gray
 
 ABLATIONS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "object_gray": lambda images, masks, boxes: ablate_object_gray(images, masks),
     "box_gray": lambda images, masks, boxes: ablate_box_gray(images, boxes),
-    "box_tile": lambda images, masks, boxes: ablate_box_tile(images, boxes),
+    "box_tile": lambda images, masks, boxes: ablate_box_tile(images, masks),
 }
 """The ablations of Moayeri et al. (2022), by the suffix of their metric names."""
 
@@ -34,8 +35,9 @@ class AblationMetrics(Callback):
     ====================  ==============================================================
     ``acc``               accuracy on the clean images
     ``acc_object_gray``   accuracy with every object pixel set to gray
-    ``acc_box_gray``      accuracy with the object's bounding box filled with gray
-    ``acc_box_tile``      accuracy with the bounding box filled with the region beside it
+    ``acc_box_gray``      accuracy with the bounding box around all object pixels filled with gray
+    ``acc_box_tile``      accuracy with each object's own bounding box filled with the largest
+                          object-free region beside it (``ablate_box_tile``)
     ``drop_<ablation>``   ``acc - acc_<ablation>``: the *absolute* drop in accuracy (a large
                           drop means the classifier looks at the object; a small one, that
                           it relies on the spurious context)

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from selfloop.data.image_set import ImageSet
-from selfloop.faults import crash_point
+from selfloop.eval_mode import evaluating
 from selfloop.metrics.fairness import GroupFairness
 
 
@@ -66,16 +66,12 @@ class FairnessMetrics(Callback):
     @torch.no_grad()
     def evaluate(self, model: L.LightningModule, rank: int = 0, world_size: int = 1) -> dict:
         """Fairness metrics of ``model`` on the test split, summed over ranks."""
-        was_training = model.training
-        model.eval()
         self.metric.reset()
         mine = torch.arange(rank, len(self.test_set), world_size)
-        for index in mine.split(self.batch_size):
-            images, labels, subgroups = self.test_set.__getitems__(index)
-            device = self.metric.device
-            preds = model(images.to(device)).argmax(1)
-            self.metric.update(preds, labels.to(device), subgroups.to(device))
-            crash_point("evaluation")
-        result = self.metric.compute()
-        model.train(was_training)
-        return result
+        with evaluating(model):
+            for index in mine.split(self.batch_size):
+                images, labels, subgroups = self.test_set.__getitems__(index)
+                device = self.metric.device
+                preds = model(images.to(device)).argmax(1)
+                self.metric.update(preds, labels.to(device), subgroups.to(device))
+        return self.metric.compute()

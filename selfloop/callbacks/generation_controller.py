@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -15,16 +13,14 @@ from torch import Tensor
 from typing_extensions import override
 
 from selfloop.classifiers.image_classifier import ImageClassifier
-from selfloop.faults import crash_point
 from selfloop.filtering.audit import write_audit
 from selfloop.filtering.review import ReviewPending, export_review, read_review
 from selfloop.filtering.sample_filter import FilterResult, SampleFilter
 from selfloop.filtering.scorers import ScoringContext
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.metrics.fid import FidTracker
-from selfloop.run_state import RunState
-from selfloop.sample_grid import save_sample_grid
-from selfloop.seeding import phase_seed
+from selfloop.run.phases import Phase, PhaseRunner
+from selfloop.run.sample_grid import save_sample_grid
 
 
 @dataclass
@@ -33,7 +29,6 @@ class GenerationPlan:
 
     Args:
         generation: n >= 1.
-        seed: the run's base seed.
         kept_per_class: survivors per class (S / number of classes).
         class_names: a name per class.
         grid_per_class: kept samples per class shown in the sample grid.
@@ -42,7 +37,6 @@ class GenerationPlan:
     """
 
     generation: int
-    seed: int
     kept_per_class: int
     class_names: list[str]
     grid_per_class: int = 8
@@ -63,14 +57,14 @@ class Survivors:
 class GenerationController(Callback):
     """Owns what happens at the end of a generator fit in generation n.
 
-    1. save the generator's weights (phase ``g<n>/generator``),
-    2. sample ``candidates_per_class`` images per class and save them (``g<n>/sample``),
+    1. save the generator's weights (``Phase.generator``),
+    2. sample ``candidates_per_class`` images per class and save them (``Phase.sample``),
     3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class
        (optionally after a person's review), write the audit trail (every candidate's scores and
        decision, a score histogram, the borderline samples), and record ``gen_label_acc`` of the
        raw and kept samples as judged by f_0 and their FID,
     4. write the shard, push it into the queue, make the manifest durable, then delete evicted
-       shards (``g<n>/filter``), and save a grid of kept samples.
+       shards (``Phase.filter``), and save a grid of kept samples.
 
     Each step is recorded in the manifest with the hash of the file it wrote, so a resumed run
     restarts at the first unfinished step (``resume``), and a damaged shard is rebuilt from the
@@ -78,58 +72,53 @@ class GenerationController(Callback):
 
     Args:
         plan: what this generation produces.
-        state: run directory, manifest, queue and metrics log.
+        runner: the run's phases: run directory, manifest, queue and metrics log.
         sample_filter: the expert-guided filter.
         previous_classifier: f_{n-1} of the scorer arch (used by the uncertainty scorer).
         judge: f_0 of the scorer arch (real data only) that measures class fidelity.
         fid: FID against the real set's cached statistics (``None``: no FID).
-        unbalance: ``u_t`` of kept images and their labels: how far their subgroup mix is from the
-            real set's (``None`` where the data set has no subgroup oracle).
+        unbalance: metrics of kept images and their labels: ``u_t``, how far their subgroup mix is from
+            the real set's, and ``subgroup_ambiguous_frac`` (``None`` where the data set has no subgroup
+            oracle).
     """
 
     def __init__(
         self,
         plan: GenerationPlan,
-        state: RunState,
+        runner: PhaseRunner,
         sample_filter: SampleFilter,
         previous_classifier: ImageClassifier,
         judge: ImageClassifier,
         fid: FidTracker | None = None,
-        unbalance: Callable[[Tensor, Tensor], float] | None = None,
+        unbalance: Callable[[Tensor, Tensor], dict[str, float]] | None = None,
     ) -> None:
         self.plan = plan
-        self.state = state
+        self.runner = runner
         self.sample_filter = sample_filter
         self.previous_classifier = previous_classifier
         self.judge = judge
         self.fid = fid
         self.unbalance = unbalance
 
-    def key(self, step: str) -> str:
-        return f"g{self.plan.generation}/{step}"
-
-    @override
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        crash_point(f"{self.key('generator')}/epoch{trainer.current_epoch}")
-
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, ConditionalGenerator)
-        weights = self.state.run.generator_weights(self.plan.generation)
-        self.state.save_file(weights, pl_module.generator_state(), trainer.strategy)
+        # Lightning's teardown has moved the module to the CPU by now: sample on the training device.
+        pl_module.to(trainer.strategy.root_device)
+        n = self.plan.generation
+        self.runner.save(self.runner.run.generator_weights(n), pl_module.generator_state(), trainer.strategy)
         if trainer.is_global_zero:
             # e.g. the LoRA in the format a stock diffusers pipeline loads
-            pl_module.save_artifacts(self.state.run.generation_dir(self.plan.generation))
-        self.state.complete(self.key("generator"))
+            pl_module.save_artifacts(self.runner.run.generation_dir(n))
+        self.runner.complete(Phase.generator(n))
         self.resume(trainer, pl_module)
 
     def resume(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
         """Run the sampling and filtering steps that are not finished yet."""
-        candidates_file = self.state.run.candidates_file(self.plan.generation)
-        if not self.state.manifest.is_done(self.key("sample")) or not self.state.intact(candidates_file):
+        n = self.plan.generation
+        if not self.runner.done(Phase.sample(n)):
             self._sample(trainer, generator)
-        crash_point(f"{self.key('sample')}/done")
-        if not self.state.manifest.is_done(self.key("filter")):
+        if not self.runner.done(Phase.filter(n)):
             survivors = self._select(*self._load_candidates(), trainer)
             self._push(trainer, survivors)
 
@@ -141,57 +130,49 @@ class GenerationController(Callback):
         generator weights.
         """
         n = self.plan.generation
-        if not self.state.intact(self.state.run.candidates_file(n)):
+        if not self.runner.done(Phase.sample(n)):
             generator = load_generator()
             self._sample(trainer, generator)
         survivors = self._select(*self._load_candidates(), trainer)
         if trainer.is_global_zero:
-            rebuilt = self.state.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
+            rebuilt = self.runner.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
             if not rebuilt:
                 rank_zero_warn(
                     f"generation {n}: the rebuilt shard differs from the original; the manifest now records it"
                 )
-        shards = trainer.strategy.broadcast(self.state.queue.shards, src=0)
-        self.state.queue.shards = shards
-        self.state.save_manifest()
+        self.runner.queue.shards = trainer.strategy.broadcast(self.runner.queue.shards, src=0)
+        self.runner.save_manifest()
         trainer.strategy.barrier()
 
     def _load_candidates(self) -> tuple[Tensor, Tensor]:
-        candidates = torch.load(self.state.run.candidates_file(self.plan.generation), weights_only=True)
+        candidates = torch.load(self.runner.run.candidates_file(self.plan.generation), weights_only=True)
         return candidates["images"], candidates["labels"]
 
     def _sample(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
         plan = self.plan
         per_class = self.sample_filter.candidates_per_class(plan.kept_per_class)
         labels = torch.arange(len(plan.class_names)).repeat_interleave(per_class)
-        seed = phase_seed(plan.seed, plan.generation, "sample")
+        phase = Phase.sample(plan.generation)
+        seed = phase.seed(self.runner.base_seed)
         rank_zero_info(f"[selfloop] generation {plan.generation}: sampling {len(labels)} candidates")
         images = _sample_across_ranks(trainer, generator, labels, seed)
         candidates = {"images": images, "labels": labels}
-        self.state.save_file(self.state.run.candidates_file(plan.generation), candidates, trainer.strategy)
-        self.state.complete(self.key("sample"), seed)
+        self.runner.save(self.runner.run.candidates_file(plan.generation), candidates, trainer.strategy)
+        self.runner.complete(phase)
 
     def _select(self, images: Tensor, labels: Tensor, trainer: L.Trainer) -> Survivors:
         plan = self.plan
         device = trainer.strategy.root_device
-        seed = phase_seed(plan.seed, plan.generation, "filter")
+        seed = Phase.filter(plan.generation).seed(self.runner.base_seed)
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
         result = self.sample_filter(images, labels, context, plan.kept_per_class)
         if plan.human_review:
             result = replace(result, keep=self._reviewed(images, labels, result))
         # Rank 0 decides; every rank trains on exactly the samples rank 0 writes into the shard.
-        keep = trainer.strategy.broadcast(result.keep, src=0)
-        if trainer.world_size > 1:
-            digest = hashlib.sha256(keep.numpy().tobytes()).hexdigest()[:16]
-            print(
-                f"[selfloop] rank {trainer.global_rank}: generation {plan.generation} filter decisions {digest}",
-                file=sys.stderr,
-            )
-        result = replace(result, keep=keep)
-        run = self.state.run
+        result = replace(result, keep=trainer.strategy.broadcast(result.keep, src=0))
         if self._is_global_zero():
             write_audit(
-                run.generation_dir(plan.generation) / "audit",
+                self.runner.run.audit_dir(plan.generation),
                 plan.generation,
                 labels,
                 result,
@@ -207,7 +188,7 @@ class GenerationController(Callback):
             "num_kept": float(len(kept_labels)),
         }
         if self.unbalance is not None:
-            metrics["u_t"] = self.unbalance(kept_images, kept_labels)
+            metrics.update(self.unbalance(kept_images, kept_labels))
         if self.fid is not None:
             metrics["fid_raw"] = self.fid.score(images)
             enough = len(kept_images) >= self.fid.num_samples
@@ -216,12 +197,13 @@ class GenerationController(Callback):
 
     def _reviewed(self, images: Tensor, labels: Tensor, result: FilterResult) -> Tensor:
         """The keep mask after a person's review; the first time, export the proposal and stop."""
-        folder = self.state.run.generation_dir(self.plan.generation) / "review"
-        if self.state.manifest.is_done(self.key("review_exported")):
+        phase = Phase.review_exported(self.plan.generation)
+        folder = self.runner.run.review_dir(self.plan.generation)
+        if self.runner.done(phase):
             return read_review(folder, len(labels))
         if self._is_global_zero():
             export_review(folder, images, labels, result, self.plan.class_names)
-        self.state.complete(self.key("review_exported"))
+        self.runner.complete(phase)
         raise ReviewPending(folder, self.plan.resume_command)
 
     @staticmethod
@@ -234,19 +216,18 @@ class GenerationController(Callback):
             f"[selfloop] generation {plan.generation}: kept {len(survivors.labels)}, gen_label_acc raw "
             f"{survivors.metrics['gen_label_acc']:.3f} kept {survivors.metrics['gen_label_acc_kept']:.3f}"
         )
-        self.state.metrics.log(plan.generation, "generator", survivors.metrics)
+        self.runner.metrics.log(plan.generation, "generator", survivors.metrics)
+        queue = self.runner.queue
         evicted = []
         if trainer.is_global_zero:
-            queue = self.state.queue
             evicted = queue.push(plan.generation, survivors.images, survivors.labels, survivors.scores)
-            grid = self.state.run.sample_grid(plan.generation)
+            grid = self.runner.run.sample_grid(plan.generation)
             save_sample_grid(grid, survivors.images, survivors.labels, plan.grid_per_class)
         # Only rank 0 wrote the shard; every rank adopts its view of the queue.
-        shards, evicted = trainer.strategy.broadcast((self.state.queue.shards, evicted), src=0)
-        self.state.queue.shards = shards
-        self.state.complete(self.key("filter"), phase_seed(plan.seed, plan.generation, "filter"))
+        queue.shards, evicted = trainer.strategy.broadcast((queue.shards, evicted), src=0)
+        self.runner.complete(Phase.filter(plan.generation))
         if trainer.is_global_zero:
-            self.state.queue.discard(evicted)
+            queue.discard(evicted)
         trainer.strategy.barrier()
 
 

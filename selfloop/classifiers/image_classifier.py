@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfloop.classifiers.backbones import Arch, build_backbone
+from selfloop.eval_mode import evaluating
 
 
 class ImageClassifier(L.LightningModule):
@@ -117,10 +118,8 @@ class ImageClassifier(L.LightningModule):
     @torch.no_grad()
     def predict_labels(self, images: Tensor, batch_size: int = 512) -> Tensor:
         """Predicted classes of uint8 images (eval mode), on the CPU."""
-        was_training = self.training
-        self.eval()
-        out = [self(chunk.to(self.device)).argmax(1).cpu() for chunk in images.split(batch_size)]
-        self.train(was_training)
+        with evaluating(self):
+            out = [self(chunk.to(self.device)).argmax(1).cpu() for chunk in images.split(batch_size)]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
     @torch.no_grad()
@@ -132,20 +131,17 @@ class ImageClassifier(L.LightningModule):
         Returns:
             float ``(N, num_classes)`` on the CPU.
         """
-        was_training = self.training
-        self.eval()
-        for module in self.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.train()
         fork_devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        with evaluating(self), torch.random.fork_rng(devices=fork_devices):
+            for module in self.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.train()
             torch.manual_seed(seed)
             out = []
             for chunk in images.split(batch_size):
                 chunk = chunk.to(self.device)
                 probs = sum(F.softmax(self(chunk), dim=1) for _ in range(max(passes, 1)))
                 out.append((probs / max(passes, 1)).cpu())
-        self.train(was_training)
         return torch.cat(out) if out else torch.empty(0, self.hparams.num_classes)
 
 

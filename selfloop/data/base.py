@@ -5,10 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from selfloop.data.image_set import ImageSet, collate_batch
@@ -45,6 +45,9 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
     subgroup_oracle: Callable[[torch.Tensor], torch.Tensor] | None = None
     channels: int
     image_size: int
+    # How a trained classifier is evaluated: accuracy and bias across the hidden subgroups of the test
+    # split, or (data sets with object masks and no subgroups) accuracy under object ablations.
+    evaluation: Literal["subgroups", "ablations"] = "subgroups"
 
     def __init__(self, root: str = "data", batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()
@@ -84,16 +87,6 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
         """The subgroup-labelled test split used for every fairness evaluation."""
         return self.real.test
 
-    def evaluation_callback(self, record: Callable[[dict], None]) -> Callback:
-        """The callback that evaluates every trained classifier and hands its metrics to ``record``.
-
-        Default: accuracy and bias across the hidden subgroups of the test split. Data sets without
-        subgroups (Hard ImageNet) override this with their own evaluation.
-        """
-        from selfloop.callbacks.fairness_metrics import FairnessMetrics
-
-        return FairnessMetrics(self.test_set, self.num_classes, self.num_subgroups, record)
-
     def set_generated(self, generated: ImageSet | None) -> None:
         """Hand over the generated images (the queue's contents) for the next phases."""
         self._generated = generated
@@ -111,9 +104,6 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.real.val, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.real.test, shuffle=False)
 
     def _loader(self, data: ImageSet, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
         return DataLoader(

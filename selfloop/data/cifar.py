@@ -16,6 +16,12 @@ test fixture): the files are then only required to unpickle into the expected st
 a file that does not unpickle, or whose arrays have the wrong shapes, raises
 :class:`~selfloop.data.errors.CorruptDatasetError` naming it.
 
+Trust: the three pickles are unpickled with :func:`~selfloop.data.safe_pickle.load_restricted`, which
+admits only the globals of numpy arrays, so a crafted file cannot run code here (it raises
+:class:`~selfloop.data.errors.UntrustedPickleError`). It can still hold wrong labels or pixels: only
+``check_integrity: true`` (or the download's md5 check) vouches that ``train``, ``test`` and ``meta`` are
+the official release; with ``check_integrity: false`` they must come from a source you trust.
+
 Data sets:
     * :class:`CIFAR20DataModule`: classes are the 20 superclasses (``coarse_labels``); the hidden
       subgroup of an image is the position of its fine class within its superclass, 0-4, the fine
@@ -31,7 +37,6 @@ subgroup); ``test`` is the official test split.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +48,9 @@ from torchvision.datasets import CIFAR100
 from torchvision.datasets.utils import check_integrity as md5_matches
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
-from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError, UntrustedPickleError
 from selfloop.data.image_set import ImageSet
+from selfloop.data.safe_pickle import NUMPY_GLOBALS, load_restricted
 from selfloop.data.splits import check_holdout_args, stratified_limit, validation_holdout
 
 __all__ = [
@@ -67,6 +73,10 @@ CIFAR100_FILES: dict[str, str] = {
     CIFAR100.meta["filename"]: CIFAR100.meta["md5"],
 }
 """The files of ``<root>/cifar-100-python/`` and torchvision's md5 sums of the official release."""
+
+_GET_OFFICIAL = (
+    "Delete it and pass --data.download true to fetch the official files (torchvision checks their md5)."
+)
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,15 @@ def read_cifar100(root: str, download: bool = False, check_integrity: bool = Tru
         download: download and extract the archive with torchvision when the files are missing or
             fail its checksum (needs internet).
         check_integrity: without download, refuse files whose md5 differs from the official release.
+            Without it the files must be trusted for their content (a crafted pickle still cannot run
+            code: only numpy arrays and plain containers are unpickled).
 
     Raises:
         DatasetNotFoundError: files missing (naming ``root``, the files and ``--data.download true``),
             or the download failed.
         CorruptDatasetError: a file fails the checksum, does not unpickle, or has the wrong structure.
+        UntrustedPickleError: a pickle references any callable but numpy's array reconstruction (it
+            is refused before anything runs).
     """
     folder = Path(root) / CIFAR100.base_folder
     if download:
@@ -160,9 +174,10 @@ def _download(root: str, folder: Path) -> None:
 
 def _unpickle(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as handle:
-            # latin1: the official pickles were written by Python 2 (numpy arrays inside need it).
-            entry = pickle.load(handle, encoding="latin1")
+        # latin1: the official pickles were written by Python 2 (numpy arrays inside need it).
+        entry = load_restricted(path, NUMPY_GLOBALS, "CIFAR-100", _GET_OFFICIAL, encoding="latin1")
+    except UntrustedPickleError:
+        raise
     except Exception as err:  # unpickling fails in many ways: UnpicklingError, EOFError, ValueError, ...
         raise CorruptDatasetError(
             path, f"does not unpickle ({type(err).__name__}: {err}); it is probably truncated or corrupt"
@@ -316,22 +331,7 @@ class CIFAR20DataModule(CIFAR100DataModule):
     mammals" = beaver 4, dolphin 30, otter 55, seal 72, whale 95 -> subgroups 0-4).
     ``fine_class_names[c][g]`` names subgroup g of class c.
 
-    Args:
-        root: folder holding ``cifar-100-python/``.
-        download: fetch CIFAR-100 into ``root`` with torchvision when it is missing (needs internet;
-            once the files are there and match torchvision's checksums nothing is downloaded again).
-        check_integrity: compare the files with the official md5 sums (when not downloading); set
-            false for custom copies (subsets, test fixtures), which then only need to unpickle into
-            the expected structure.
-        val_fraction: fraction of each fine class of the official training split held out for
-            validation (early stopping).
-        split_seed: seed of the validation hold-out and of ``train_limit``'s subsets; fixed per data
-            set so that ``--loop.seed`` varies training, not the data.
-        train_limit: for quick runs: keep about this many images of each official split (train before
-            the validation hold-out, and test), a random subset stratified by fine class (rounded per
-            class). ``None`` keeps all.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes.
+    Its flags are those of :class:`CIFAR100DataModule`.
     """
 
     num_classes = NUM_COARSE

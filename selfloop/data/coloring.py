@@ -1,12 +1,18 @@
-"""Paint grayscale digit strokes red, green or blue; the colour is the hidden subgroup."""
+"""Paint grayscale digit strokes red, green or blue; the colour is the hidden subgroup.
+
+:class:`ColorizedDigits` is the base of the colourised digit data sets (``digits``, ``mnist``,
+``mnist_subset``): the colour table flags, the painting of the splits and the colour oracle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.colour_oracle import colour_oracle
 from selfloop.data.image_set import ImageSet
 
@@ -96,19 +102,33 @@ def paint_every_color(gray: Tensor, labels: Tensor) -> ImageSet:
     return ImageSet.concat(parts)
 
 
-class ColorizedDigits:
-    """Mixin of the colourised digit data sets: 10 digit classes, the stroke colour as subgroup.
+class ColorizedDigits(SelfLoopDataModule):
+    """Base of the colourised digit data sets: 10 digit classes, the stroke colour as subgroup.
 
-    Holds the per-class colour table, paints train/val images once each, and reads the subgroup of
-    generated images back from their stroke colour (an exact oracle).
+    Holds the per-class colour table, paints train/val images once each and the test images in every
+    colour, and reads the subgroup of generated images back from their stroke colour (an exact oracle).
+
+    Args:
+        bias: ``unbiased`` gives every class a uniform colour distribution; ``biased`` uses
+            ``color_probs``.
+        color_probs: per-class colour probabilities (10 rows of 3: red, green, blue) for
+            ``bias: biased``. Default: class c is colour ``c % 3`` with probability ``majority``.
+        majority: the majority-colour probability of the default biased table.
+        **kwargs: ``root``, ``batch_size`` and ``num_workers`` of :class:`SelfLoopDataModule`.
     """
 
     num_classes = 10
     num_subgroups = len(COLORS)
     channels = 3
 
-    def init_colors(self, bias: str, color_probs: Sequence[Sequence[float]] | None, majority: float) -> None:
-        """Set ``bias`` and the validated ``color_probs`` table (uniform when unbiased)."""
+    def __init__(
+        self,
+        bias: Literal["unbiased", "biased"] = "unbiased",
+        color_probs: list[list[float]] | None = None,
+        majority: float = 0.8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
         if bias == "biased":
             table = (
                 color_probs if color_probs is not None else majority_color_probs(self.num_classes, majority)
@@ -130,6 +150,25 @@ class ColorizedDigits:
         """Paint each image in one colour drawn from its class's row of the colour table."""
         colors = assign_colors(labels, self.color_probs, generator)
         return ImageSet(colorize(gray, colors), labels, colors)
+
+    def paint_splits(
+        self,
+        train: tuple[Tensor, Tensor],
+        val: tuple[Tensor, Tensor],
+        test: tuple[Tensor, Tensor],
+        generator: torch.Generator,
+    ) -> RealSplits:
+        """The real splits from ``(gray, labels)`` pairs of each split.
+
+        Train, then val, digits are painted once each (:meth:`paint_once`, their colours drawn from
+        ``generator`` in that order); every test digit is painted in every colour, so the test split is
+        balanced over (class, colour).
+        """
+        return RealSplits(
+            train=self.paint_once(*train, generator),
+            val=self.paint_once(*val, generator),
+            test=paint_every_color(*test),
+        )
 
     def subgroup_oracle(self, images: Tensor) -> Tensor:
         return torch.as_tensor(colour_oracle(images), dtype=torch.long)

@@ -1,6 +1,6 @@
 """Errors of the data sets.
 
-Both subclass an exception the CLI already reports as a one-line user error
+All subclass an exception the CLI already reports as a one-line user error
 (``FileNotFoundError`` and ``ValueError``, see ``selfloop.cli.USER_ERRORS``).
 """
 
@@ -29,3 +29,10 @@ class CorruptDatasetError(ValueError):
     def __reduce__(self) -> tuple[type, tuple[Path, str]]:
         # Keeps the error picklable (DataLoader workers, multiprocessing) despite the custom __init__.
         return type(self), (self.path, self.reason)
+
+
+class UntrustedPickleError(CorruptDatasetError):
+    """A data set pickle references a callable its official release never does; it was refused unrun.
+
+    See :func:`selfloop.data.safe_pickle.load_restricted`.
+    """

@@ -42,14 +42,13 @@ stay binary.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torchvision.transforms.v2.functional as TF
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode
@@ -57,8 +56,9 @@ from torchvision.transforms import InterpolationMode
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.image_set import ImageSet
+from selfloop.data.safe_pickle import NUMPY_GLOBALS, load_restricted
+from selfloop.data.segmented import SegmentedImages, boxes_from_masks
 from selfloop.data.splits import stratified_split
-from selfloop.metrics.ablations import SegmentedImages, boxes_from_masks
 
 __all__ = ["HARD_IMAGENET_URL", "META_FILES", "HardImageNetDataModule"]
 
@@ -110,6 +110,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
     num_classes = 15
     num_subgroups = 1
     channels = 3
+    evaluation = "ablations"
 
     def __init__(
         self,
@@ -222,12 +223,6 @@ class HardImageNetDataModule(SelfLoopDataModule):
         _ = self.real
         assert self._segmented_test is not None
         return self._segmented_test
-
-    def evaluation_callback(self, record: Callable[[dict], None]) -> Callback:
-        """Accuracy on the test split, clean and under the three object ablations (``AblationMetrics``)."""
-        from selfloop.callbacks.ablation_metrics import AblationMetrics
-
-        return AblationMetrics(self.segmented_test_set, record, batch_size=max(self.batch_size, 64))
 
     def _train_pairs(self, wnids: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[int]]:
         """(image, mask) paths of the masked train images, driven by the mask files."""
@@ -344,13 +339,18 @@ def _read(path: Path, mode: ImageReadMode) -> Tensor:
 
 
 def _load_pickle(path: Path) -> Any:
+    """Unpickle a metadata file, admitting only plain containers, numbers, strings and numpy values.
+
+    The release publishes no checksums of ``meta/*.pkl``: their content (class indices, wnids, names)
+    must be trusted, i.e. come from the official release. A crafted file still cannot run code here:
+    any other global raises :class:`~selfloop.data.errors.UntrustedPickleError` before it is imported.
+    """
     if not path.is_file():
         raise DatasetNotFoundError(
             f"Hard ImageNet metadata not found: {_shown(path)} does not exist. {_GET_RELEASE}"
         )
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
+        return load_restricted(path, NUMPY_GLOBALS, "Hard ImageNet", _GET_RELEASE)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as err:
         raise CorruptDatasetError(
             path, f"not a readable pickle ({type(err).__name__}: {err}). {_GET_RELEASE}"

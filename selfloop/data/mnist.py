@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +35,12 @@ from torch import Tensor
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from selfloop.data.base import RealSplits, SelfLoopDataModule
-from selfloop.data.coloring import (
-    ColorizedDigits,
-    paint_every_color,
-)
+from selfloop.data.base import RealSplits
+from selfloop.data.coloring import ColorizedDigits
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.splits import check_holdout_args, stratified_limit, validation_holdout
 
-__all__ = ["MNIST_FILES", "MNIST_SIZE", "ColoredMNISTDataModule"]
+__all__ = ["MNIST_FILES", "MNIST_SIZE", "ColoredMNISTDataModule", "check_pad_size", "pad_digits"]
 
 MNIST_SIZE = 28
 """Side of an MNIST digit in pixels."""
@@ -53,18 +50,13 @@ MNIST_FILES: tuple[str, ...] = tuple(os.path.splitext(name)[0] for name, _ in MN
 test images, test labels), taken from torchvision's own list so that they cannot drift apart."""
 
 
-class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
+class ColoredMNISTDataModule(ColorizedDigits):
     """Colored MNIST (see the module docstring): digit strokes painted in the hidden subgroup's colour.
 
     Args:
         root: folder holding ``MNIST/raw/`` (torchvision's layout).
         download: fetch MNIST into ``root`` with torchvision when it is missing (needs internet; once
             the files are there the flag is harmless, nothing is downloaded again).
-        bias: ``unbiased`` gives every class a uniform colour distribution; ``biased`` uses
-            ``color_probs``.
-        color_probs: per-class colour probabilities (10 rows of 3: red, green, blue) for
-            ``bias: biased``. Default: class c is colour ``c % 3`` with probability ``majority``.
-        majority: the majority-colour probability of the default biased table.
         image_size: side of the square images; the 28 px digits are zero-padded, centred, to this size
             (28 keeps them as they are; the DCGAN needs 32).
         val_fraction: fraction of each class of the official training split held out for validation
@@ -74,31 +66,23 @@ class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
         train_limit: for quick runs: keep about this many digits of each official split (train before
             the validation hold-out, and test before it is painted in three colours), a class-stratified
             random subset (rounded per class). ``None`` keeps all.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes.
+        **kwargs: the colour table flags of :class:`~selfloop.data.coloring.ColorizedDigits`
+            (``bias``, ``color_probs``, ``majority``), ``batch_size`` and ``num_workers``.
     """
 
     def __init__(
         self,
         root: str = "data",
         download: bool = False,
-        bias: Literal["unbiased", "biased"] = "unbiased",
-        color_probs: list[list[float]] | None = None,
-        majority: float = 0.8,
         image_size: int = 32,
         val_fraction: float = 0.1,
         split_seed: int = 0,
         train_limit: int | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
-        if image_size < MNIST_SIZE:
-            raise ValueError(
-                f"--data.image_size must be >= {MNIST_SIZE} (digits are padded, never cropped); got {image_size}"
-            )
+        check_pad_size(image_size)
         check_holdout_args(val_fraction, train_limit)
-        self.init_colors(bias, color_probs, majority)
+        super().__init__(root=root, **kwargs)
         self.download = download
         self.image_size = image_size
         self.val_fraction = val_fraction
@@ -123,10 +107,12 @@ class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
         test_gray, test_labels = test_gray[test_keep], test_labels[test_keep]
 
         val_idx, train_idx = validation_holdout(train_labels, self.val_fraction, self.train_limit, generator)
-        train = self.paint_once(train_gray[train_idx], train_labels[train_idx], generator)
-        val = self.paint_once(train_gray[val_idx], train_labels[val_idx], generator)
-        test = paint_every_color(test_gray, test_labels)
-        return RealSplits(train=train, val=val, test=test)
+        return self.paint_splits(
+            train=(train_gray[train_idx], train_labels[train_idx]),
+            val=(train_gray[val_idx], train_labels[val_idx]),
+            test=(test_gray, test_labels),
+            generator=generator,
+        )
 
     def _check_files(self) -> None:
         """Without download: every IDX file must be there (a lone ``.gz`` is decompressed)."""
@@ -183,13 +169,23 @@ class ColoredMNISTDataModule(ColorizedDigits, SelfLoopDataModule):
             raise CorruptDatasetError(
                 labels_file, f"labels must be digits 0-9, found {labels.min()}..{labels.max()}"
             )
-        return self._pad(gray[:, None]), labels
+        return pad_digits(gray[:, None], self.image_size), labels
 
-    def _pad(self, gray: Tensor) -> Tensor:
-        extra = self.image_size - MNIST_SIZE
-        before = extra // 2
-        # (left, right, top, bottom): centred, the odd pixel (if any) going right and bottom.
-        return F.pad(gray, (before, extra - before, before, extra - before))
+
+def check_pad_size(image_size: int) -> None:
+    """Refuse an ``--data.image_size`` below MNIST's 28 px: digits are padded to it, never cropped."""
+    if image_size < MNIST_SIZE:
+        raise ValueError(
+            f"--data.image_size must be >= {MNIST_SIZE} (digits are padded, never cropped); got {image_size}"
+        )
+
+
+def pad_digits(gray: Tensor, image_size: int) -> Tensor:
+    """Zero-pad ``(N, 1, 28, 28)`` digits to ``image_size`` px, centred."""
+    extra = image_size - MNIST_SIZE
+    before = extra // 2
+    # (left, right, top, bottom): centred, the odd pixel (if any) going right and bottom.
+    return F.pad(gray, (before, extra - before, before, extra - before))
 
 
 def _corrupt_idx(images_file: Path, labels_file: Path, err: Exception) -> CorruptDatasetError:

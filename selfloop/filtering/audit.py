@@ -31,7 +31,7 @@ from torchvision.io import encode_png
 from torchvision.utils import make_grid
 
 from selfloop.filtering.sample_filter import SCORE_RANGE_BINS, FilterResult
-from selfloop.io import atomic_write_bytes, atomic_write_text
+from selfloop.run.atomic import atomic_write_bytes, atomic_write_text
 
 _SEPARATOR = 128
 """Gray fill of the column between survivors and dropped candidates (empty cells are black)."""

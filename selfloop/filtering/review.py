@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfloop.filtering.sample_filter import FilterResult
-from selfloop.io import atomic_write_bytes, atomic_write_text
+from selfloop.run.atomic import atomic_write_bytes, atomic_write_text
 
 REVIEW_FILE = "review.csv"
 REVIEW_COLUMNS = ("id", "label", "class_name", "score", "keep")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfloop.eval_mode import evaluating
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_uint8
 
 BN_RECALIBRATION_BATCHES = 20
@@ -215,15 +216,13 @@ class ConditionalDCGAN(ConditionalGenerator):
 
     @torch.no_grad()
     def sample(self, labels: Tensor, seed: int, batch_size: int = 256) -> Tensor:
-        was_training = self.training
-        self.eval()
         generator = torch.Generator().manual_seed(seed)
         out = []
-        for chunk in labels.split(batch_size):
-            z = torch.randn(len(chunk), self.hparams.latent_dim, generator=generator).to(self.device)
-            onehot = F.one_hot(chunk.to(self.device), self.num_classes).float()
-            out.append(to_uint8(self.generator_ema(z, onehot)).cpu())
-        self.train(was_training)
+        with evaluating(self):
+            for chunk in labels.split(batch_size):
+                z = torch.randn(len(chunk), self.hparams.latent_dim, generator=generator).to(self.device)
+                onehot = F.one_hot(chunk.to(self.device), self.num_classes).float()
+                out.append(to_uint8(self.generator_ema(z, onehot)).cpu())
         return (
             torch.cat(out)
             if out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,13 +14,15 @@ from torch import Tensor
 
 from selfloop.errors import MissingWeightsError
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit
+from selfloop.generators.sd15_shapes import RANDOM_SD15_SHAPES
 
-__all__ = ["SD15_REPO", "SampleScheduler", "StableDiffusionLoRA"]
+__all__ = ["RANDOM_SD15_SHAPES", "SD15_REPO", "SampleScheduler", "StableDiffusionLoRA", "Weights"]
 
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 """The Hugging Face repository of Stable Diffusion 1.5."""
 
 SampleScheduler = Literal["ddim", "dpm", "euler", "pndm"]
+Weights = Literal["pretrained", "random-sd15-shapes"]
 
 _COMPONENTS = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -57,6 +60,11 @@ class StableDiffusionLoRA(ConditionalGenerator):
             ``huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir PATH``.
         allow_download: let ``from_pretrained`` fetch a missing model from the Hugging Face Hub
             (``pretrained_path`` may then be a repository id); off by default: files are local only.
+        weights: ``pretrained`` loads ``pretrained_path``; ``random-sd15-shapes`` builds SD 1.5's
+            published UNet, VAE and CLIP text encoder configs (``selfloop.generators.sd15_shapes``) with
+            random weights and an offline byte-level tokenizer, ignoring ``pretrained_path``. For
+            benchmarks only (SD 1.5's speed and memory, noise for images): such a model is not
+            pretrained (``self.pretrained`` is False), a warning says so, and the config records it.
         rank: LoRA rank r.
         alpha: LoRA alpha (the update is scaled by ``alpha / rank``).
         lr: AdamW learning rate of the LoRA weights.
@@ -83,6 +91,7 @@ class StableDiffusionLoRA(ConditionalGenerator):
         image_size: int = 224,
         pretrained_path: str = "weights/stable-diffusion-v1-5",
         allow_download: bool = False,
+        weights: Weights = "pretrained",
         rank: int = 4,
         alpha: int = 4,
         lr: float = 1e-4,
@@ -119,8 +128,30 @@ class StableDiffusionLoRA(ConditionalGenerator):
                 f"--generator.init_args.prompt_template must contain {{name}}, got {prompt_template!r}"
             )
 
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from diffusers import DDPMScheduler
         from peft import LoraConfig
+
+        if weights == RANDOM_SD15_SHAPES:
+            self._build_random_sd15()
+        elif weights == "pretrained":
+            self._load_pretrained(pretrained_path, allow_download)
+        else:
+            raise ValueError(
+                f"--generator.init_args.weights must be 'pretrained' or {RANDOM_SD15_SHAPES!r}, got {weights!r}"
+            )
+        self.noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
+        for module in (self.unet, self.vae, self.text_encoder):
+            module.requires_grad_(False)
+            module.eval()
+        self.unet.add_adapter(
+            LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=_LORA_TARGETS),
+            adapter_name=_ADAPTER,
+        )
+        _cast_trainable_to_fp32(self.unet)
+        self._prompt_cache: dict[tuple, Tensor] = {}
+
+    def _load_pretrained(self, pretrained_path: str, allow_download: bool) -> None:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         source = _resolve_pretrained(pretrained_path, allow_download)
@@ -137,16 +168,34 @@ class StableDiffusionLoRA(ConditionalGenerator):
                 + _how_to_get(pretrained_path),
                 path=Path(pretrained_path),
             ) from err
-        self.noise_scheduler = DDPMScheduler.from_config(self.scheduler_config)
-        for module in (self.unet, self.vae, self.text_encoder):
-            module.requires_grad_(False)
-            module.eval()
-        self.unet.add_adapter(
-            LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=_LORA_TARGETS),
-            adapter_name=_ADAPTER,
+
+    def _build_random_sd15(self) -> None:
+        from selfloop.generators import sd15_shapes
+
+        warnings.warn(
+            f"--generator.init_args.weights {RANDOM_SD15_SHAPES}: Stable Diffusion 1.5's shapes with RANDOM "
+            "weights, not pretrained (pretrained_path is ignored). Its images are noise; use it for "
+            "benchmarks only, never for results.",
+            UserWarning,
+            stacklevel=3,
         )
-        _cast_trainable_to_fp32(self.unet)
-        self._prompt_cache: dict[tuple, Tensor] = {}
+        self.unet = sd15_shapes.build_unet()
+        self.vae = sd15_shapes.build_vae()
+        self.text_encoder = sd15_shapes.build_text_encoder()
+        self.tokenizer = sd15_shapes.build_tokenizer()
+        self.scheduler_config = dict(sd15_shapes.SCHEDULER_CONFIG)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the frozen base model was loaded from a checkpoint (False for random SD 1.5 shapes)."""
+        return self.hparams.weights == "pretrained"
+
+    @property
+    def weights_description(self) -> str:
+        """Where the base model's weights came from, in words (for logs and reports)."""
+        if self.pretrained:
+            return f"pretrained: {self.hparams.pretrained_path}"
+        return f"{RANDOM_SD15_SHAPES}: SD 1.5 shapes, random weights, NOT pretrained (benchmarks only)"
 
     # Training ------------------------------------------------------------------------------------
 
@@ -253,6 +302,13 @@ class StableDiffusionLoRA(ConditionalGenerator):
         if len(labels) == 0:
             return out[0]
         was_training = self.training
+        home = self.device
+        # Lightning's strategy teardown moves the module to the CPU before ``on_fit_end``, where the
+        # loop samples: sample on the Trainer's device (SD 1.5 on a CPU takes minutes per image).
+        trainer = self._trainer
+        device = trainer.strategy.root_device if trainer is not None else home
+        if device != home:
+            self.to(device)
         self.eval()
         pipe = self.pipeline()
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -274,6 +330,8 @@ class StableDiffusionLoRA(ConditionalGenerator):
                     images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
                 out.append((images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
         self.train(was_training)
+        if device != home:
+            self.to(home)
         return torch.cat(out)
 
     def _precision_context(self) -> contextlib.AbstractContextManager:
@@ -305,7 +363,7 @@ class StableDiffusionLoRA(ConditionalGenerator):
             raise ValueError(
                 f"the LoRA state does not fit this generator (rank {self.hparams.rank}): missing {missing[:2]}, "
                 f"unexpected {unexpected[:2]}, wrong shape {mismatched[:2]}; was it saved with other "
-                "--generator.init_args (rank, pretrained_path)?"
+                "--generator.init_args (rank, pretrained_path, weights)?"
             )
         set_peft_model_state_dict(self.unet, state, adapter_name=_ADAPTER)
 

@@ -7,90 +7,42 @@ ablations remove the object from images whose segmentation mask is known:
 ``ablate_object_gray``
     every object pixel (``mask`` true) is set to gray.
 ``ablate_box_gray``
-    the object's bounding box is filled with gray (the shape of the object is hidden too).
+    the bounding box around all object pixels is filled with gray (the object's shape is hidden too).
 ``ablate_box_tile``
-    the bounding box is filled with the image content beside it, see :func:`ablate_box_tile`.
+    each object's own bounding box is filled with the image content beside it, see
+    :func:`ablate_box_tile`.
 
 Conventions:
     * Images are ``(N, C, H, W)``, uint8 in ``[0, 255]`` or float in ``[0, 1]``; the output has the
       input's dtype. Gray is 0.5, i.e. ``128`` for uint8 (``0.5 * 255 = 127.5`` rounded half up).
-    * Masks are boolean ``(N, H, W)`` (``(N, 1, H, W)`` and non-boolean masks are accepted:
-      nonzero means object).
-    * Boxes are int64 ``(N, 4)`` rows ``(ymin, ymax, xmin, xmax)`` with *inclusive* bounds: the box
-      covers rows ``ymin..ymax`` and columns ``xmin..xmax``. An image without object pixels gets the
-      empty box ``(-1, -1, -1, -1)``, which every ablation leaves untouched.
-    * One box per image encloses *all* its object pixels (the original code boxes each connected
-      instance separately); as a consequence the regions beside the box hold no object pixels.
+    * Masks and boxes follow :mod:`selfloop.data.segmented`: boolean ``(N, H, W)`` masks, int64
+      ``(N, 4)`` inclusive ``(ymin, ymax, xmin, xmax)`` boxes, ``(-1, -1, -1, -1)`` for an image
+      without object pixels, which every ablation leaves untouched.
+    * ``ablate_box_gray`` takes one box per image around *all* its object pixels, as the release's
+      ``replace_with_gray(keep_shape=False)`` does; ``ablate_box_tile`` boxes each connected object
+      separately, as the release's ``tile`` does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import Tensor
 
+from selfloop.data.segmented import as_masks, boxes_from_masks
+
 __all__ = [
-    "EMPTY_BOX",
     "GRAY_UINT8",
-    "SegmentedImages",
     "ablate_box_gray",
     "ablate_box_tile",
     "ablate_object_gray",
     "box_masks",
-    "boxes_from_masks",
+    "object_labels",
 ]
 
 GRAY_UINT8 = 128
 """Gray for uint8 images: 0.5 * 255 = 127.5, rounded half up."""
-
-EMPTY_BOX = (-1, -1, -1, -1)
-"""The box of an image without object pixels."""
-
-
-@dataclass(frozen=True)
-class SegmentedImages:
-    """Labelled images with an object mask each, the input of the ablation evaluation.
-
-    Args:
-        images: uint8 ``(N, C, H, W)``.
-        labels: int64 ``(N,)`` class ids.
-        masks: bool ``(N, H, W)``, true on object pixels.
-        boxes: int64 ``(N, 4)`` inclusive ``(ymin, ymax, xmin, xmax)``; ``None`` derives them from
-            the masks with :func:`boxes_from_masks`.
-    """
-
-    images: Tensor
-    labels: Tensor
-    masks: Tensor
-    boxes: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        n = self.images.shape[0]
-        if self.images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W), got {tuple(self.images.shape)}")
-        if self.masks.shape != (n, *self.images.shape[2:]):
-            raise ValueError(f"masks must be {(n, *self.images.shape[2:])}, got {tuple(self.masks.shape)}")
-        if self.labels.shape != (n,):
-            raise ValueError(f"labels must be ({n},), got {tuple(self.labels.shape)}")
-        if self.boxes is None:
-            object.__setattr__(self, "boxes", boxes_from_masks(self.masks))
-        elif self.boxes.shape != (n, 4):
-            raise ValueError(f"boxes must be ({n}, 4), got {tuple(self.boxes.shape)}")
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def _as_masks(masks: Tensor, images: Tensor | None = None) -> Tensor:
-    """Boolean ``(N, H, W)`` masks from ``(N, H, W)`` or ``(N, 1, H, W)`` input."""
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (N, H, W) or (N, 1, H, W), got {tuple(masks.shape)}")
-    if images is not None and (masks.shape[0] != images.shape[0] or masks.shape[1:] != images.shape[2:]):
-        raise ValueError(f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}")
-    return masks if masks.dtype == torch.bool else masks != 0
 
 
 def _check_images(images: Tensor) -> None:
@@ -109,29 +61,6 @@ def _check_boxes(boxes: Tensor, images: Tensor) -> Tensor:
 def _gray_like(images: Tensor) -> Tensor:
     value = GRAY_UINT8 if images.dtype == torch.uint8 else 0.5
     return torch.tensor(value, dtype=images.dtype, device=images.device)
-
-
-def boxes_from_masks(masks: Tensor) -> Tensor:
-    """The bounding box of each mask's object pixels.
-
-    Args:
-        masks: ``(N, H, W)`` or ``(N, 1, H, W)``; nonzero means object.
-
-    Returns:
-        int64 ``(N, 4)`` inclusive ``(ymin, ymax, xmin, xmax)``; ``(-1, -1, -1, -1)`` for an empty mask.
-    """
-    masks = _as_masks(masks)
-    n, h, w = masks.shape
-    rows, cols = masks.any(2), masks.any(1)
-    # argmax of a 0/1 tensor returns the first maximum: the first row/column holding the object.
-    ymin = rows.byte().argmax(1)
-    ymax = h - 1 - rows.flip(1).byte().argmax(1)
-    xmin = cols.byte().argmax(1)
-    xmax = w - 1 - cols.flip(1).byte().argmax(1)
-    boxes = torch.stack([ymin, ymax, xmin, xmax], dim=1).long()
-    empty = ~rows.any(1)
-    boxes[empty] = torch.tensor(EMPTY_BOX, dtype=torch.long, device=boxes.device)
-    return boxes
 
 
 def box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
@@ -154,7 +83,7 @@ def ablate_object_gray(images: Tensor, masks: Tensor) -> Tensor:
         A new tensor like ``images``.
     """
     _check_images(images)
-    masks = _as_masks(masks, images).to(images.device)
+    masks = as_masks(masks, images).to(images.device)
     return torch.where(masks[:, None], _gray_like(images), images)
 
 
@@ -174,68 +103,131 @@ def ablate_box_gray(images: Tensor, boxes: Tensor) -> Tensor:
     return torch.where(inside[:, None], _gray_like(images), images)
 
 
-def ablate_box_tile(images: Tensor, boxes: Tensor) -> Tensor:
-    """Fill each bounding box with the image content beside it (Moayeri et al.'s "tile" ablation).
+def object_labels(masks: Tensor) -> Tensor:
+    """Number the connected objects of each mask as ``scipy.ndimage.label`` does on one image.
 
-    For a box of height ``h`` and width ``w`` the four regions of the same size that touch it are
-    considered, each clipped at the image border:
+    Pixels are connected 4-wise (``scipy.ndimage.label``'s default, which the release uses), and
+    the objects of each image are numbered ``1, 2, ...`` in the order of their first pixel in a
+    row-major scan; 0 is background. Images never connect to each other.
 
-    ========  ======================================================  =========================
-    side      region (inclusive)                                      strip size ``t``
-    ========  ======================================================  =========================
-    right     rows ``ymin..ymax``, columns ``xmax+1 .. xmax+t``       ``min(w, W-1-xmax)`` cols
-    left      rows ``ymin..ymax``, columns ``xmin-t .. xmin-1``       ``min(w, xmin)`` cols
-    below     rows ``ymax+1 .. ymax+t``, columns ``xmin..xmax``       ``min(h, H-1-ymax)`` rows
-    above     rows ``ymin-t .. ymin-1``, columns ``xmin..xmax``       ``min(h, ymin)`` rows
-    ========  ======================================================  =========================
+    Args:
+        masks: ``(N, H, W)`` or ``(N, 1, H, W)``; nonzero means object.
 
-    The region with the largest area wins (ties: right, left, below, above, in that order). The
-    box is then filled by repeating that strip periodically along its axis, anchored as in the
-    reference implementation:
+    Returns:
+        int64 ``(N, H, W)`` object numbers, on the masks' device.
+    """
+    masks = as_masks(masks)
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within an image only
+    labels, _ = ndimage.label(masks.cpu().numpy(), structure=structure)
+    labels = torch.from_numpy(labels).to(device=masks.device, dtype=torch.long)
+    # One label call numbers the whole batch in scan order, so each image's labels are consecutive:
+    # shift them to start at 1.
+    flat = labels.flatten(1)
+    first = torch.where(flat > 0, flat, torch.iinfo(torch.long).max).amin(1, keepdim=True)
+    return torch.where(labels > 0, labels - first[:, :, None] + 1, 0)
 
-    * right:  pixel ``(y, x)`` of the box takes ``(y, xmax + 1 + (x - xmin) % t)``;
-    * left:   ``(y, xmin - 1 - (xmax - x) % t)``;
-    * below:  ``(ymax + 1 + (y - ymin) % t, x)``;
-    * above:  ``(ymin - 1 - (ymax - y) % t, x)``.
 
-    When the strip is as large as the box (``t == w`` or ``t == h``) this is a plain copy of the
-    neighbouring region, translated by the box size. A box that spans the whole image has no
-    neighbouring region and is filled with gray; an empty box leaves the image unchanged.
+def ablate_box_tile(images: Tensor, masks: Tensor) -> Tensor:
+    """Fill each object's bounding box with the image content beside it (Moayeri et al.'s "tile").
+
+    This is the ``tile`` ablation of the Hard ImageNet release (``ablations.py`` of
+    github.com/mmoayeri/HardImageNet) without its slips (boxes one pixel short, rows and columns
+    swapped when cutting the tile), batched over images. The connected objects of each mask (see
+    :func:`object_labels`) are ablated one after another, in their label order. For an object with
+    inclusive box rows ``ymin..ymax`` (height ``h``) and columns ``xmin..xmax`` (width ``w``), the
+    four regions of the box's size that touch it are candidate tiles:
+
+    ========  ==================================================  ===============================
+    side      region (inclusive), before trimming                 depth ``t`` after trimming
+    ========  ==================================================  ===============================
+    below     rows ``ymax+1 .. ymax+h``, columns ``xmin..xmax``   rows up to the first blocked row
+    above     rows ``ymin-h .. ymin-1``, columns ``xmin..xmax``   rows back to the last blocked row
+    right     rows ``ymin..ymax``, columns ``xmax+1 .. xmax+w``   columns up to the first blocked one
+    left      rows ``ymin..ymax``, columns ``xmin-w .. xmin-1``   columns back to the last blocked one
+    ========  ==================================================  ===============================
+
+    Each region is cut at the image border and, counting outwards from the box, at the first row
+    (below/above) or column (right/left) that holds a pixel of any object within the box's span, so
+    a tile never contains an object. The tile of the largest area wins (ties: below, above, right,
+    left, the release's order). The box is then filled by repeating the tile along its axis, the
+    tile's line next to the box landing on the box's opposite edge, as in the release:
+
+    * below:  pixel ``(y, x)`` of the box takes ``(ymax + 1 + (y - ymin) % t, x)``;
+    * above:  ``(ymin - 1 - (ymax - y) % t, x)``;
+    * right:  ``(y, xmax + 1 + (x - xmin) % t)``;
+    * left:   ``(y, xmin - 1 - (xmax - x) % t)``.
+
+    With ``t`` equal to the box size this is a plain copy of the neighbouring region. As in the
+    release, a later object's tile is read from the image as ablated so far: it may hold the fill
+    of an earlier object's box, never an object pixel. An object without any tile (its box spans
+    the image, or objects touch it on every side; the release divides by zero there) has its box
+    filled with gray; an image without object pixels is left unchanged.
 
     Args:
         images: ``(N, C, H, W)`` uint8 or float.
-        boxes: ``(N, 4)`` inclusive ``(ymin, ymax, xmin, xmax)``, e.g. from :func:`boxes_from_masks`.
+        masks: ``(N, H, W)`` (or ``(N, 1, H, W)``), nonzero on the objects.
 
     Returns:
         A new tensor like ``images``.
+
+    Raises:
+        ValueError: for ``(N, 4)`` boxes in place of masks (the objects are boxed here), or masks
+            that do not match the images.
     """
     _check_images(images)
-    boxes = _check_boxes(boxes, images)
-    n, c, height, width = images.shape
-    ymin, ymax, xmin, xmax = (boxes[:, i, None, None] for i in range(4))
-    box_h, box_w = ymax - ymin + 1, xmax - xmin + 1
-    strips = torch.stack(
-        [
-            torch.minimum(box_w, width - 1 - xmax),  # right
-            torch.minimum(box_w, xmin),  # left
-            torch.minimum(box_h, height - 1 - ymax),  # below
-            torch.minimum(box_h, ymin),  # above
-        ]
-    ).clamp(min=0)  # (4, N, 1, 1)
-    areas = strips * torch.stack([box_h, box_h, box_w, box_w])
-    side = areas.flatten(1).argmax(0)[:, None, None]  # first maximum: the tie order above
-    fillable = areas.flatten(1).amax(0)[:, None, None] > 0
-    t = strips.clamp(min=1)  # the modulus of sides that are not chosen must not be 0
+    if masks.ndim == 2 and masks.shape[1] == 4:
+        raise ValueError(
+            f"ablate_box_tile takes the object masks (N, H, W) and boxes each connected object itself; "
+            f"got {tuple(masks.shape)}, which looks like boxes: pass the masks the boxes came from"
+        )
+    masks = as_masks(masks, images).to(images.device)
+    labels = object_labels(masks)
+    count = int(labels.amax()) if labels.numel() else 0
+    out = images.clone()
+    for k in range(1, count + 1):
+        out = _tile_boxes(out, boxes_from_masks(labels == k), masks)
+    return out
 
-    y = torch.arange(height, device=images.device)[None, :, None]
-    x = torch.arange(width, device=images.device)[None, None, :]
-    src_x = torch.where(side == 0, xmax + 1 + (x - xmin) % t[0], xmin - 1 - (xmax - x) % t[1])
-    src_y = torch.where(side == 2, ymax + 1 + (y - ymin) % t[2], ymin - 1 - (ymax - y) % t[3])
+
+def _tile_boxes(images: Tensor, boxes: Tensor, masks: Tensor) -> Tensor:
+    """Fill one inclusive box per image with its largest adjacent tile free of ``masks`` pixels."""
+    n, c, height, width = images.shape
+    ymin, ymax, xmin, xmax = (boxes[:, i, None] for i in range(4))  # (N, 1)
+    box_h, box_w = ymax - ymin + 1, xmax - xmin + 1
+    y = torch.arange(height, device=images.device)[None]
+    x = torch.arange(width, device=images.device)[None]
+    in_rows = (y >= ymin) & (y <= ymax)
+    in_cols = (x >= xmin) & (x <= xmax)
+    # A row beside the box is blocked when an object crosses the box's columns there; a column, rows.
+    blocked_rows = (masks & in_cols[:, None, :]).any(2)
+    blocked_cols = (masks & in_rows[:, :, None]).any(1)
+    first_below = torch.where(blocked_rows & (y > ymax), y, height).amin(1, keepdim=True)
+    last_above = torch.where(blocked_rows & (y < ymin), y, -1).amax(1, keepdim=True)
+    first_right = torch.where(blocked_cols & (x > xmax), x, width).amin(1, keepdim=True)
+    last_left = torch.where(blocked_cols & (x < xmin), x, -1).amax(1, keepdim=True)
+    depths = torch.stack(
+        [
+            torch.minimum(box_h, first_below - ymax - 1),  # below
+            torch.minimum(box_h, ymin - 1 - last_above),  # above
+            torch.minimum(box_w, first_right - xmax - 1),  # right
+            torch.minimum(box_w, xmin - 1 - last_left),  # left
+        ]
+    ).clamp(min=0)  # (4, N, 1)
+    areas = (depths * torch.stack([box_w, box_w, box_h, box_h]))[..., 0]  # (4, N)
+    side = areas.argmax(0)[:, None, None]  # the first maximum: the release's tie order
+    fillable = areas.amax(0)[:, None, None] > 0
+    t = depths[..., None].clamp(min=1)  # (4, N, 1, 1); sides not chosen must not divide by 0
+
+    ymin, ymax, xmin, xmax = (b[..., None] for b in (ymin, ymax, xmin, xmax))  # (N, 1, 1)
+    y, x = y[:, :, None], x[:, None, :]
+    src_y = torch.where(side == 0, ymax + 1 + (y - ymin) % t[0], ymin - 1 - (ymax - y) % t[1])
+    src_x = torch.where(side == 2, xmax + 1 + (x - xmin) % t[2], xmin - 1 - (xmax - x) % t[3])
     inside = box_masks(boxes, height, width)
-    horizontal = inside & fillable & (side <= 1)
-    vertical = inside & fillable & (side >= 2)
-    src_x = torch.where(horizontal, src_x, x).clamp(0, width - 1)
+    vertical = inside & fillable & (side <= 1)
+    horizontal = inside & fillable & (side >= 2)
     src_y = torch.where(vertical, src_y, y).clamp(0, height - 1)
+    src_x = torch.where(horizontal, src_x, x).clamp(0, width - 1)
     index = (src_y * width + src_x).reshape(n, 1, height * width).expand(n, c, height * width)
     tiled = images.reshape(n, c, height * width).gather(2, index).reshape(n, c, height, width)
     return torch.where((inside & ~fillable)[:, None], _gray_like(images), tiled)

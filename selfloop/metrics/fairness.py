@@ -1,7 +1,7 @@
 """Subgroup fairness metrics computed from per-(class, subgroup) count matrices.
 
 Every evaluation sample has a predicted class, a true class ``c`` in ``[0, C)`` and a subgroup index
-``g``                    in ``[0, G)``. All metrics below are derived from two ``(C, G)`` integer matrices: ``total[c, g]``
+``g`` in ``[0, G)``. All metrics below are derived from two ``(C, G)`` integer matrices: ``total[c, g]``
 (samples of class ``c`` in subgroup ``g``) and ``correct[c, g]`` (those of them predicted correctly).
 Keeping only these counts makes the metric additive across batches and across DDP ranks.
 
@@ -23,12 +23,32 @@ key                      definition
                          smallest (classes with fewer than ``k + 1`` non-empty cells are skipped for rank
                          ``k``; NaN where no class has ``k + 1`` cells)
 ``worst_group_acc``      min over non-empty ``(c, g)`` cells
+``md_within_class``      mean over eligible classes of ``MD_c`` (see "Within-class disparities" below)
+``meo_within_class``     mean over eligible classes of ``MEO_c``
+``di_within_class``      mean over eligible classes of ``DI_c``
+``worst_class_md``       max over eligible classes of ``MD_c``
+``worst_class_meo``      min over eligible classes of ``MEO_c``
+``worst_class_di``       min over eligible classes of ``DI_c``
 =======================  =================================================================================
+
+Within-class disparities:
+    ``meo``, ``di`` and ``md`` compare subgroup "position ``g``" pooled over all classes. Where subgroup
+    ``g`` of one class has nothing to do with subgroup ``g`` of another (CIFAR-20: position ``g`` is a
+    different fine class in every superclass), pooling averages unrelated cells and hides disparities:
+    with 20 classes of 5 subgroups and independent uniform cell accuracies, the pooled ``md`` is about
+    0.16 while the mean within-class one is about 0.67. So
+    the same three disparities are also computed inside each class ``c`` over its cell accuracies
+    ``a_{c,g} = correct[c, g] / total[c, g]``: pairs ``g < h`` of non-empty cells of class ``c``,
+    ``MD_c = max |a_{c,g} - a_{c,h}|``, ``MEO_c = 1 - mean |a_{c,g} - a_{c,h}|`` and
+    ``DI_c = 1 - mean |min/max - 1|`` (a pair with ``max = 0`` counts as ratio 1). A class is
+    *eligible* when it has at least two non-empty cells; the six keys are NaN when no class is.
 
 Conventions:
     * With fewer than two non-empty subgroups there is no pair that could disagree, so
       ``meo = di = 1.0`` and ``md = 0.0``.
     * With no samples at all, ``acc`` and ``worst_group_acc`` are NaN.
+    * The within-class keys are NaN, not "no disparity", when no class has two non-empty cells: an
+      average over no class is unknown, and a pooled ``md = 0`` next to it already says "no pair".
 
 Note on DI:
     The paper writes disparate impact as ``|a_i / a_j - 1|`` summed over ``i != j`` and divided by
@@ -49,7 +69,24 @@ from torchmetrics import Metric
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]
 
-SUMMARY_KEYS = ("acc", "subgroup_acc", "meo", "di", "md", "ranked_subgroup_acc", "worst_group_acc")
+WITHIN_CLASS_KEYS = (
+    "md_within_class",
+    "meo_within_class",
+    "di_within_class",
+    "worst_class_md",
+    "worst_class_meo",
+    "worst_class_di",
+)
+SUMMARY_KEYS = (
+    "acc",
+    "subgroup_acc",
+    "meo",
+    "di",
+    "md",
+    "ranked_subgroup_acc",
+    "worst_group_acc",
+    *WITHIN_CLASS_KEYS,
+)
 
 
 def _as_labels(preds: ArrayLike, num_classes: int) -> torch.Tensor:
@@ -79,6 +116,43 @@ def _check_ids(name: str, ids: torch.Tensor, upper: int) -> None:
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= upper:
         raise ValueError(f"{name} must lie in [0, {upper}), got values in [{lo}, {hi}]")
+
+
+def _pair_terms(a_i: torch.Tensor, a_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pair of accuracies: the gap ``|a_i - a_j|`` and the DI term ``|min / max - 1|``."""
+    gaps = (a_i - a_j).abs()
+    lo, hi = torch.minimum(a_i, a_j), torch.maximum(a_i, a_j)
+    # max == 0 means both subgroups are equally (fully) wrong: no disparity, ratio 1. The clamp only
+    # keeps the discarded branch of torch.where from evaluating 0/0.
+    ratio = torch.where(hi > 0, lo / hi.clamp_min(torch.finfo(hi.dtype).tiny), torch.ones_like(hi))
+    return gaps, (ratio - 1.0).abs()
+
+
+def _within_class(cell_acc: torch.Tensor, nonempty: torch.Tensor) -> dict[str, float]:
+    """The six within-class keys from float64 ``(C, G)`` cell accuracies and their non-empty mask."""
+    num_subgroups = cell_acc.shape[1]
+    iu = torch.triu_indices(num_subgroups, num_subgroups, offset=1, device=cell_acc.device)
+    # Empty cells are NaN; zeroing them keeps NaN out of the sums, and ``valid`` drops their pairs.
+    acc = torch.where(nonempty, cell_acc, torch.zeros_like(cell_acc))
+    gaps, di_terms = _pair_terms(acc[:, iu[0]], acc[:, iu[1]])  # (C, pairs)
+    valid = nonempty[:, iu[0]] & nonempty[:, iu[1]]
+    n_pairs = valid.sum(dim=1)
+    eligible = n_pairs > 0  # at least two non-empty cells
+    if not bool(eligible.any()):
+        return dict.fromkeys(WITHIN_CLASS_KEYS, float("nan"))
+    zero = torch.zeros_like(gaps)
+    n = n_pairs[eligible].to(gaps.dtype)
+    md_c = torch.where(valid, gaps, zero).max(dim=1).values[eligible]  # gaps >= 0, so 0 fill is safe
+    meo_c = 1.0 - torch.where(valid, gaps, zero).sum(dim=1)[eligible] / n
+    di_c = 1.0 - torch.where(valid, di_terms, zero).sum(dim=1)[eligible] / n
+    return {
+        "md_within_class": float(md_c.mean().item()),
+        "meo_within_class": float(meo_c.mean().item()),
+        "di_within_class": float(di_c.mean().item()),
+        "worst_class_md": float(md_c.max().item()),
+        "worst_class_meo": float(meo_c.min().item()),
+        "worst_class_di": float(di_c.min().item()),
+    }
 
 
 def count_matrices(
@@ -135,8 +209,10 @@ def summary_from_counts(correct: torch.Tensor, total: torch.Tensor) -> dict[str,
         total: Sample counts, shape ``(C, G)``; must be ``>= correct`` element-wise.
 
     Returns:
-        Dict with keys ``acc``, ``subgroup_acc``, ``meo``, ``di``, ``md``, ``ranked_subgroup_acc`` and
-        ``worst_group_acc`` (see the module docstring). Scalars are python floats, list entries are python
+        Dict with the keys of ``SUMMARY_KEYS`` in that order: ``acc``, ``subgroup_acc``, ``meo``, ``di``,
+        ``md``, ``ranked_subgroup_acc``, ``worst_group_acc`` and the within-class ``md_within_class``,
+        ``meo_within_class``, ``di_within_class``, ``worst_class_md``, ``worst_class_meo``,
+        ``worst_class_di`` (see the module docstring). Scalars are python floats, list entries are python
         floats with NaN for empty subgroups / ranks.
 
     Example:
@@ -165,14 +241,9 @@ def summary_from_counts(correct: torch.Tensor, total: torch.Tensor) -> dict[str,
     if present.numel() >= 2:
         # Upper triangle of the pairwise matrices = unordered pairs i < j of non-empty subgroups.
         iu = torch.triu_indices(present.numel(), present.numel(), offset=1, device=present.device)
-        a_i, a_j = present[iu[0]], present[iu[1]]
-        gaps = (a_i - a_j).abs()
-        lo, hi = torch.minimum(a_i, a_j), torch.maximum(a_i, a_j)
-        # max == 0 means both subgroups are equally (fully) wrong: no disparity, ratio 1. The clamp only
-        # keeps the discarded branch of torch.where from evaluating 0/0.
-        ratio = torch.where(hi > 0, lo / hi.clamp_min(torch.finfo(hi.dtype).tiny), torch.ones_like(hi))
+        gaps, di_terms = _pair_terms(present[iu[0]], present[iu[1]])
         meo = 1.0 - gaps.mean().item()
-        di = 1.0 - (ratio - 1.0).abs().mean().item()
+        di = 1.0 - di_terms.mean().item()
         md = gaps.max().item()
     else:
         # No pair exists, so nothing can disagree.
@@ -198,6 +269,7 @@ def summary_from_counts(correct: torch.Tensor, total: torch.Tensor) -> dict[str,
         "md": float(md),
         "ranked_subgroup_acc": [float(x) for x in ranked.tolist()],
         "worst_group_acc": float(worst),
+        **_within_class(cell_acc, nonempty),
     }
 
 
@@ -215,8 +287,9 @@ def fairness_summary(
         num_subgroups: Number of subgroups ``G``.
 
     Returns:
-        Dict with keys ``acc``, ``subgroup_acc``, ``meo``, ``di``, ``md``, ``ranked_subgroup_acc`` and
-        ``worst_group_acc`` as defined in the module docstring.
+        Dict with the keys of ``SUMMARY_KEYS`` (pooled ``acc``, ``subgroup_acc``, ``meo``, ``di``, ``md``,
+        ``ranked_subgroup_acc``, ``worst_group_acc`` and the six within-class disparities) as defined in
+        the module docstring.
 
     Raises:
         ValueError: If targets or subgroups fall outside their range, or the inputs disagree in length.

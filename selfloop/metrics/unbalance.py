@@ -1,4 +1,9 @@
-"""u_t: how unbalanced a generation's subgroup mix is against the real set's, per class."""
+"""u_t: how unbalanced a generation's subgroup mix is against the real set's, per class.
+
+Generated samples whose subgroup the oracle would not read (id :data:`AMBIGUOUS`, -1: no stroke or no
+dominant colour) are left out of ``u_t``; :func:`ambiguous_fraction` reports how many there were, so
+that a drop of ``u_t`` bought by abstaining shows up next to it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from selfloop.data.colour_oracle import AMBIGUOUS
 
 
 def _as_numpy(values: Any) -> np.ndarray:
@@ -29,6 +36,21 @@ def _joint_counts(subgroups: Any, labels: Any, num_classes: int, num_subgroups: 
     )
 
 
+def ambiguous_fraction(subgroups: Any) -> float:
+    """The fraction of subgroup ids equal to :data:`AMBIGUOUS` (-1); NaN when there is none at all.
+
+    Args:
+        subgroups: subgroup ids of generated samples (e.g. from ``colour_oracle``); tensor or array.
+
+    Returns:
+        A float in [0, 1], or NaN for an empty input.
+    """
+    g = _as_numpy(subgroups).ravel()
+    if g.size == 0:
+        return math.nan
+    return float(np.count_nonzero(g == AMBIGUOUS) / g.size)
+
+
 def unbalanced_generation(
     generated_subgroups: Any,
     generated_labels: Any,
@@ -44,8 +66,13 @@ def unbalanced_generation(
     many samples it got. A class with no generated sample (or no real sample) has no distribution to
     compare and is skipped; when no class is left the result is NaN (a loggable "unknown", not a crash).
 
+    Generated samples with subgroup id :data:`AMBIGUOUS` (-1) are dropped first: the oracle did not read
+    their subgroup, so they join neither the counts nor the class totals (a class whose generated samples
+    are all ambiguous is skipped). Real subgroup ids must all be known.
+
     Args:
-        generated_subgroups: subgroup id of each generated sample (e.g. from ``colour_oracle``).
+        generated_subgroups: subgroup id of each generated sample (e.g. from ``colour_oracle``), in
+            ``[0, G)`` or ``AMBIGUOUS``.
         generated_labels: intended class of each generated sample.
         real_subgroups: subgroup id of each real sample (the real training set).
         real_labels: class of each real sample.
@@ -58,7 +85,12 @@ def unbalanced_generation(
     Raises:
         ValueError: when ids are out of range or a subgroup array and its label array differ in length.
     """
-    generated = _joint_counts(generated_subgroups, generated_labels, num_classes, num_subgroups, "generated")
+    gen_g = _as_numpy(generated_subgroups).astype(np.int64).ravel()
+    gen_y = _as_numpy(generated_labels).astype(np.int64).ravel()
+    if gen_g.shape != gen_y.shape:
+        raise ValueError(f"generated: {len(gen_g)} subgroup ids but {len(gen_y)} labels")
+    known = gen_g != AMBIGUOUS
+    generated = _joint_counts(gen_g[known], gen_y[known], num_classes, num_subgroups, "generated")
     real = _joint_counts(real_subgroups, real_labels, num_classes, num_subgroups, "real")
     gen_totals, real_totals = generated.sum(1), real.sum(1)
     present = (gen_totals > 0) & (real_totals > 0)

@@ -83,15 +83,27 @@ def test_fit_recovers_known_parameters_with_noise() -> None:
     for row in fit.a_t:
         true_a = TRUE_C[row["arch"]] * (1 + KAPPA_Q * (1 - row["q"]) + KAPPA_U * row["u"])
         assert row["a"] == pytest.approx(true_a, abs=0.03)
-        assert row["exceeds_one"] == (row["a"] > 1) and row["a_low"] <= row["a"] <= row["a_high"]
-    h = fit.holdout
-    assert h["fit_until"] == 4 and h["test_generations"] == [5, 6] and h["n"] == 12
-    assert h["rmse_model"] < 0.2 * h["rmse_baseline"]
-    assert fit.verdict.startswith("The eq. 6 conjecture fits these runs better than no change")
-    assert "| kappa_Q |" in fit.to_markdown()
+        assert row["a_low"] <= row["a"] <= row["a_high"]
+    # Three seeds are too few for the held-out comparison's bootstrap over seeds: no verdict.
+    c = fit.comparison
+    assert c.preferred is None and c.fit_until == 4 and c.test_generations == [5, 6]
+    assert "cannot be judged" in fit.verdict and "3 seeds" in fit.verdict
+    assert "| kappa_Q |" in fit.to_markdown() and fit.verdict in fit.to_markdown()
     # Seeded bootstrap: the same seed gives the same intervals.
     again = fit_bias_dynamics(simulated_rows(), n_bootstrap=50, seed=1)
     assert [p.low for p in again.parameters] == [p.low for p in fit.parameters]
+
+
+def test_eq6_is_preferred_when_it_generated_the_runs() -> None:
+    fit = fit_bias_dynamics(simulated_rows(seeds=range(6)), n_bootstrap=0)
+    c = fit.comparison
+    assert c.preferred == "eq. 6" and c.n_test == 6 * 2 * 2 and len(c.seeds) == 6
+    assert c.rmse["eq. 6"] < 0.2 * c.rmse["constant factor"]
+    assert c.eq6_vs_constant.low > 0 and c.eq6_vs_constant.n == 6
+    assert fit.verdict.startswith("q_t and u_t explain the dynamics of md beyond a constant factor per arch")
+    assert "95% bootstrap-t interval (2000 resamples of seeds) over 6 seeds" in fit.verdict
+    row = fit.comparison_rows()[0]
+    assert row["preferred"] == "eq. 6" and row["n_seeds"] == 6 and row["eq6_vs_constant_low"] > 0
 
 
 def test_constant_quality_is_not_identifiable_and_merges_into_c() -> None:
@@ -116,7 +128,8 @@ def test_meo_is_turned_into_a_bias() -> None:
 def test_verdict_says_when_the_conjecture_does_not_fit() -> None:
     # Bias doubles for four generations, then halves: a fit on the growth predicts more growth.
     rows = []
-    for seed in (0, 1):
+    rng = np.random.default_rng(0)
+    for seed in range(5):
         for g, b in enumerate([0.05, 0.1, 0.2, 0.4, 0.2, 0.1]):
             rows.append(
                 {
@@ -134,20 +147,29 @@ def test_verdict_says_when_the_conjecture_does_not_fit() -> None:
                         "arch": "generator",
                         "seed": seed,
                         "metric": "gen_label_acc_kept",
-                        "value": 0.8,
+                        "value": rng.uniform(0.7, 0.9),
                     }
                 )
                 rows.append(
-                    {"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": 0.1}
+                    {
+                        "generation": g,
+                        "arch": "generator",
+                        "seed": seed,
+                        "metric": "u_t",
+                        "value": rng.uniform(0, 0.2),
+                    }
                 )
     fit = fit_bias_dynamics(rows, n_bootstrap=5)
-    assert fit.holdout["rmse_model"] > fit.holdout["rmse_baseline"]
-    assert fit.verdict.startswith("The eq. 6 conjecture does not fit these runs")
+    c = fit.comparison
+    assert c.rmse["constant factor"] > c.rmse["no change"] and c.rmse["eq. 6"] > c.rmse["no change"]
+    assert c.preferred == "no change" and c.constant_vs_none.high < 0
+    assert fit.verdict.startswith("No model beats no change (A = 1) for md")
 
 
 def test_too_few_generations_and_bad_tables() -> None:
-    fit = fit_bias_dynamics(simulated_rows(generations=2), n_bootstrap=5)
-    assert fit.holdout is None and fit.verdict.startswith("Cannot test")
+    fit = fit_bias_dynamics(simulated_rows(seeds=range(5), generations=2), n_bootstrap=5)
+    assert fit.comparison.preferred is None and fit.verdict.startswith("Whether q_t / u_t explain")
+    assert "cannot be judged: holding out the last 2 generations leaves no transition" in fit.verdict
     with pytest.raises(ValueError, match="'u_t'"):
         fit_bias_dynamics([r for r in simulated_rows() if r["metric"] != "u_t"])
     no_u = fit_bias_dynamics(

@@ -149,7 +149,9 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
     assert params["c[resnet50]"] == pytest.approx(C["resnet50"], abs=0.05)
     with open(out / f"eq6_{digits}_A_t.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(ARCHS) * GENERATIONS
-    assert (out / f"eq6_{digits}_holdout.csv").read_text().count("\n") == 2
+    with open(out / f"eq6_{digits}_comparison.csv") as handle:
+        (comparison,) = list(csv.DictReader(handle))
+    assert comparison["preferred"] == "cannot be judged" and comparison["n_seeds"] == "3"
     assert not (out / f"eq6_{hin}.md").exists()
     with open(out / f"metrics_{digits}.csv") as handle:
         md0 = [
@@ -163,9 +165,20 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
     sources = set(re.findall(r'<img src="([^"]+)"', page))
     assert sources == set(figures)
     assert all((out / s).is_file() for s in sources)
-    for text in (digits, hin, "Table 1", "eq. 6 conjecture", str(run_dirs[0].resolve()), "table1_fid.csv"):
+    for text in (digits, hin, "Table 1", "Eq. 6 fit", str(run_dirs[0].resolve()), "table1_fid.csv"):
         assert text in page, text
     assert "<th>seed</th>" in page and "data.class_path" in page  # the seeds and configs used
+
+    # The verdicts come first, in the page and in verdicts.md; lenet's MD grows by 10% a generation.
+    tables = verdict_tables(page)
+    verdicts = (out / "verdicts.md").read_text()
+    assert (
+        f"| {digits} | lenet | md | increases |" in verdicts and "(95% t-interval over 3 seeds)" in verdicts
+    )
+    assert "<td>lenet</td><td>md</td><td>increases</td>" in tables
+    assert f"{digits}: Whether q_t / u_t explain the dynamics of md cannot be judged: 3 seeds" in verdicts
+    with open(out / f"trends_{hin}.csv") as handle:
+        assert {(r["arch"], r["metric"]) for r in csv.DictReader(handle)} == {("resnet50", "acc")}
 
 
 def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -192,3 +205,81 @@ def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert str(tmp_path / "nowhere") in done.stderr and "Traceback" not in done.stderr
+
+
+def verdict_tables(page: str) -> str:
+    """The page's verdict section: everything between its heading and the list of groups."""
+    start, end = page.index('<h2 id="verdicts">'), page.index("<h2>Groups</h2>")
+    assert start < end < page.index("<h3>Runs</h3>")  # the verdicts come first
+    return page[start:end]
+
+
+def test_one_seed_quick_start_gives_no_verdict(tmp_path: Path, capsys) -> None:
+    """The quick start (configs/digits.yaml): one seed, lenet, generations 0-3."""
+    metrics: dict = {}
+    for g in range(4):
+        metrics[g, "lenet", "acc"] = 0.95 - 0.03 * g
+        metrics[g, "lenet", "md"] = 0.05 + 0.02 * g
+        metrics[g, "lenet", "meo"] = 0.95 - 0.01 * g
+        metrics[g, "lenet", "di"] = 0.9 - 0.01 * g
+        metrics[g, "lenet", "worst_group_acc"] = 0.8 - 0.02 * g
+        if g:
+            metrics[g, "generator", "gen_label_acc"] = 0.7 + 0.05 * g
+            metrics[g, "generator", "gen_label_acc_kept"] = 0.75 + 0.05 * g
+            metrics[g, "generator", "u_t"] = 0.1 * g
+            metrics[g, "generator", "fid_raw"] = 30.0 + g
+    run = write_run(
+        tmp_path / "run", "selfloop.data.digits.ColoredDigitsDataModule", 0, ["lenet"], 3, metrics
+    )
+    out = tmp_path / "report"
+    main([str(run), "--out", str(out), "--bootstrap", "5"])
+    printed = capsys.readouterr().out
+    verdicts = (out / "verdicts.md").read_text()
+    assert verdicts in printed
+    page = verdict_tables((out / "index.html").read_text())
+    for word in ("increases", "decreases", "no detectable change"):
+        assert f"| {word} |" not in verdicts and f"<td>{word}</td>" not in page, word
+    assert "explain the dynamics of md beyond" not in verdicts + page
+    for metric in ("acc", "md", "meo", "di", "worst_group_acc", "gen_label_acc", "u_t", "fid_raw"):
+        assert re.search(rf"\| {metric} \| cannot be judged \(1 seed\) \|", verdicts), metric
+    assert "Whether q_t / u_t explain the dynamics of md cannot be judged" in verdicts
+    with open(out / f"trends_{load_runs([run])[0].group}.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["verdict"] for r in rows} == {"cannot be judged"} and {r["n_seeds"] for r in rows} == {"1"}
+
+
+def test_equal_errors_give_no_positive_verdict(tmp_path: Path) -> None:
+    """Five seeds whose MD does not change at all: every model predicts it exactly, so all errors are equal."""
+    dirs = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        metrics: dict = {}
+        for g in range(7):
+            metrics[g, "lenet", "md"] = 0.1
+            metrics[g, "lenet", "acc"] = 0.9 + 0.01 * rng.standard_normal()
+            if g:
+                metrics[g, "generator", "gen_label_acc_kept"] = rng.uniform(0.6, 0.9)
+                metrics[g, "generator", "u_t"] = rng.uniform(0.0, 0.3)
+        dirs.append(
+            write_run(
+                tmp_path / f"run{seed}",
+                "selfloop.data.digits.ColoredDigitsDataModule",
+                seed,
+                ["lenet"],
+                6,
+                metrics,
+            )
+        )
+    out = tmp_path / "report"
+    main([*map(str, dirs), "--out", str(out), "--bootstrap", "5"])
+    group = load_runs(dirs)[0].group
+    with open(out / f"eq6_{group}_comparison.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["preferred"] == "no change" and row["n_seeds"] == "5"
+    assert float(row["rmse_eq_6"]) == pytest.approx(float(row["rmse_no_change"]), abs=1e-9)
+    assert float(row["eq6_vs_constant_low"]) == 0.0 == float(row["eq6_vs_constant_high"])
+    verdicts = (out / "verdicts.md").read_text()
+    assert f"- {group}: No model beats no change (A = 1) for md" in verdicts
+    assert "| lenet | md | no detectable change | 0 |" in verdicts
+    page = verdict_tables((out / "index.html").read_text())
+    assert "explain the dynamics of md beyond" not in page and "No model beats no change" in page

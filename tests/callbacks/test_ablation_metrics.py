@@ -8,8 +8,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from selfloop.callbacks.ablation_metrics import METRIC_KEYS, AblationMetrics
-from selfloop.metrics.ablations import SegmentedImages
+from selfloop.callbacks.ablation_metrics import ABLATIONS, METRIC_KEYS, AblationMetrics
+from selfloop.data.segmented import SegmentedImages
+from selfloop.metrics.ablations import ablate_box_tile
 
 
 class CenterPixel(L.LightningModule):
@@ -34,14 +35,15 @@ def evaluation_set() -> SegmentedImages:
     """Five 8x8 images; per image: (clean, object_gray, box_gray, box_tile) correct?"""
     images = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
     masks = torch.zeros(5, 8, 8, dtype=torch.bool)
-    # 0, label 1: the bright pixel is the object; its 1x1 box is tiled from (3, 4), also bright.
-    #    clean yes, object_gray no, box_gray no, box_tile yes
-    images[0, :, 3, 3] = images[0, :, 3, 4] = 255
+    # 0, label 1: the bright pixel is the object; its 1x1 box is tiled from (4, 3) below it (below wins
+    #    ties), also bright. clean yes, object_gray no, box_gray no, box_tile yes
+    images[0, :, 3, 3] = images[0, :, 4, 3] = 255
     masks[0, 3, 3] = True
-    # 1, label 1: the bright pixel is context inside the object's box (rows 2-3, cols 2-3); the box
-    #    is tiled from the dark columns 4-5. clean yes, object_gray yes, box_gray no, box_tile no
+    # 1, label 1: the bright pixel is context inside the object's box (an L on (2, 2), (2, 3), (3, 2):
+    #    rows 2-3, cols 2-3); the box is tiled from the dark rows 4-5 below it.
+    #    clean yes, object_gray yes, box_gray no, box_tile no
     images[1, :, 3, 3] = 255
-    masks[1, 3, 2] = masks[1, 2, 3] = True
+    masks[1, 3, 2] = masks[1, 2, 3] = masks[1, 2, 2] = True
     # 2, label 0: dark centre, object far away. Correct under everything.
     masks[2, 0, 0] = True
     # 3, label 0: bright centre, no object at all (empty mask: ablations change nothing). Never correct.
@@ -107,3 +109,15 @@ def test_empty_evaluation_set_gives_nan():
     )
     result = AblationMetrics(empty, record=lambda m: None).evaluate(CenterPixel())
     assert all(v != v for v in result.values())
+
+
+def test_box_tile_boxes_each_object_separately():
+    # Two 1x1 objects far apart: each box is tiled on its own; the pixels between them, which one
+    # box around both would cover, are left alone.
+    images = torch.arange(64, dtype=torch.uint8).reshape(1, 1, 8, 8).expand(1, 3, 8, 8).contiguous()
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 1, 1] = masks[0, 5, 6] = True
+    data = SegmentedImages(images, torch.tensor([0]), masks)
+    out = ABLATIONS["box_tile"](data.images, data.masks, data.boxes)
+    assert torch.equal(out, ablate_box_tile(images, masks))
+    assert int((out != images).any(1).sum()) == 2

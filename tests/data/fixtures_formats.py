@@ -5,14 +5,19 @@ code path as the real data sets:
 
 * MNIST: big-endian IDX files in ``<root>/MNIST/raw/``, each both gzipped (``*.gz``, as downloaded) and
   extracted (torchvision's ``MNIST`` reads only the extracted files).
-* CIFAR-100: the python pickles ``<root>/cifar-100-python/{train,test,meta}``. Their md5 sums differ from
-  the official ones, so ``CIFAR100DataModule`` needs ``check_integrity=False`` for them.
+* CIFAR-100: the python pickles ``<root>/cifar-100-python/{train,test,meta}``, protocol 2 with numpy's
+  helpers named as in the official Python 2 files. Their md5 sums differ from the official ones, so
+  ``CIFAR100DataModule`` needs ``check_integrity=False`` for them.
+
+``MarkerPayload`` is a crafted pickle payload (it runs a shell command that creates a marker file).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
+import shlex
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,12 +129,33 @@ def write_cifar100(
             # The real files hold each image as 3072 bytes: the red plane, then green, then blue.
             "data": images.reshape(len(fine), 3 * 32 * 32),
         }
-        with open(folder / name, "wb") as handle:
-            pickle.dump(entry, handle, protocol=2)
+        (folder / name).write_bytes(_python2_style_pickle(entry))
         splits[name] = (images, fine)
     with open(folder / "meta", "wb") as handle:
         pickle.dump({"fine_label_names": fine_names, "coarse_label_names": coarse_names}, handle, protocol=2)
     return CifarFixture(folder, fine_to_coarse, fine_names, coarse_names, *splits["train"], *splits["test"])
+
+
+def _python2_style_pickle(entry: dict) -> bytes:
+    """Protocol 2 with numpy's array helpers under ``numpy.core``, as in the official (Python 2) files.
+
+    numpy >= 2 writes ``numpy._core``; the released pickles name ``numpy.core.multiarray._reconstruct``.
+    """
+    data = pickle.dumps(entry, protocol=2)
+    return data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+class MarkerPayload:
+    """Pickles into a call of ``os.system`` that creates ``marker``: a stand-in for a crafted data file.
+
+    Unpickling it with plain ``pickle.load`` runs the command; a safe loader must refuse it unrun.
+    """
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
 
 
 def truncate(path: Path, keep: int | None = None) -> None:

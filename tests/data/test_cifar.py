@@ -7,10 +7,10 @@ from urllib.error import URLError
 
 import pytest
 import torch
-from fixtures_formats import truncate, write_cifar100
+from fixtures_formats import MarkerPayload, truncate, write_cifar100
 
 from selfloop.data.cifar import CIFAR20DataModule, CIFAR100DataModule
-from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError, UntrustedPickleError
 
 # 4 train images per fine class, a quarter held out: 3 train + 1 val per fine class; 1 test image each.
 TRAIN_PER_FINE, TEST_PER_FINE, VAL_FRACTION = 4, 1, 0.25
@@ -144,3 +144,21 @@ def test_inconsistent_hierarchy_is_reported(tmp_path):
     path.write_bytes(pickle.dumps(entry))
     with pytest.raises(CorruptDatasetError, match="hierarchy"):
         _ = _cifar20(tmp_path).real
+
+
+@pytest.mark.parametrize("name", ["train", "meta"])
+def test_crafted_pickle_is_refused_without_running_it(tmp_path, name):
+    # check_integrity=False skips the md5 check that would refuse the file first: the unpickler itself
+    # must not run what the pickle names.
+    fixture = write_cifar100(tmp_path, 1, 1)
+    marker, path = tmp_path / "marker", fixture.folder / name
+    entry = pickle.loads(path.read_bytes())
+    entry["batch_label"] = MarkerPayload(marker)
+    path.write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(UntrustedPickleError) as info:
+        _ = _cifar20(tmp_path).real
+    assert not marker.exists()
+    assert info.value.path == path
+    assert "not the official CIFAR-100 release" in str(info.value) and "--data.download true" in str(
+        info.value
+    )

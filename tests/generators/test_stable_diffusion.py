@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 from selfloop.classifiers.pretrained import MissingWeightsError
 from selfloop.data.image_set import ImageSet, collate_batch
-from selfloop.generators.stable_diffusion import StableDiffusionLoRA
+from selfloop.generators import sd15_shapes
+from selfloop.generators.stable_diffusion import RANDOM_SD15_SHAPES, StableDiffusionLoRA
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASS_NAMES = ["cat", "dog", "ski"]
@@ -310,6 +311,67 @@ def test_bad_arguments_name_the_flag(sd_dir):
         make(sd_dir, sample_resolution=20)
     with pytest.raises(ValueError, match="prompt_template"):
         make(sd_dir, prompt_template="a photo")
+    with pytest.raises(ValueError, match="weights"):
+        make(sd_dir, weights="imagenet")
+
+
+# SD 1.5 shapes with random weights (benchmarks) ---------------------------------------------------
+
+
+def test_sd15_shapes_have_the_published_parameter_counts():
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    with init_empty_weights():  # shapes only: no memory, no time
+        unet = sd15_shapes.build_unet()
+        vae = sd15_shapes.build_vae()
+        text_encoder = sd15_shapes.build_text_encoder()
+    counts = {
+        name: sum(p.numel() for p in module.parameters())
+        for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))
+    }
+    assert counts == sd15_shapes.PARAMETER_COUNTS
+    assert round(counts["unet"] / 1e6, 1) == 859.5
+    assert round(counts["vae"] / 1e6, 1) == 83.7
+    assert round(counts["text_encoder"] / 1e6, 1) == 123.1
+    assert next(unet.parameters()).device.type == "meta"
+    # Every field of the written configs is one the installed diffusers / transformers read.
+    for cls, config in (
+        (UNet2DConditionModel, sd15_shapes.UNET_CONFIG),
+        (AutoencoderKL, sd15_shapes.VAE_CONFIG),
+    ):
+        unused = cls.extract_init_dict(config)[1]  # (init_dict, unused_kwargs, ...)
+        assert not unused, f"{cls.__name__} ignores {sorted(unused)}"
+    assert all(getattr(text_encoder.config, k) == v for k, v in sd15_shapes.TEXT_ENCODER_CONFIG.items())
+    assert unet.config.cross_attention_dim == text_encoder.config.hidden_size == 768
+    assert unet.config.sample_size * 8 == vae.config.sample_size == 512
+    assert vae.config.scaling_factor == 0.18215 and vae.config.latent_channels == unet.config.in_channels == 4
+
+
+def test_random_sd15_shapes_generator_is_reported_as_not_pretrained(sd_dir):
+    with pytest.warns(UserWarning, match="RANDOM weights, not pretrained"), torch.device("meta"):
+        generator = StableDiffusionLoRA(num_classes=3, image_size=512, weights=RANDOM_SD15_SHAPES)
+    assert not generator.pretrained
+    assert "NOT pretrained" in generator.weights_description
+    # The config dump (hparams, and the CLI's config.yaml from the same arguments) records the choice.
+    assert generator.hparams["weights"] == RANDOM_SD15_SHAPES
+    assert sum(p.numel() for p in generator.unet.parameters() if not p.requires_grad) == 859_520_964
+    # Rank-4 LoRA on SD 1.5's to_q/to_k/to_v/to_out.0: 0.8M trainable weights.
+    assert sum(p.numel() for p in generator.unet.parameters() if p.requires_grad) == 797_184
+    assert generator.scheduler_config["beta_schedule"] == "scaled_linear"
+    generator.class_names = CLASS_NAMES
+    tokens = generator.tokenizer(
+        [*generator.prompts(range(3)), ""], padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
+    assert (
+        tokens.shape == (4, 77)
+        and tokens.min() >= 0
+        and tokens.max() < generator.text_encoder.config.vocab_size
+    )
+
+    loaded = make(sd_dir)
+    assert loaded.pretrained and loaded.hparams["weights"] == "pretrained"
+    assert loaded.weights_description == f"pretrained: {sd_dir}"
 
 
 # End to end -------------------------------------------------------------------------------------

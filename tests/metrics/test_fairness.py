@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from selfloop.metrics.fairness import (
     SUMMARY_KEYS,
+    WITHIN_CLASS_KEYS,
     GroupFairness,
     count_matrices,
     fairness_summary,
@@ -63,12 +64,8 @@ def reference_summary(preds, targets, subgroups, num_classes: int, num_subgroups
         hits = [h for (_, gg), hs in cells.items() if gg == g for h in hs]
         sub.append(mean(hits))
     present = [a for a in sub if not math.isnan(a)]
-    pairs = list(combinations(present, 2))
-    if pairs:
-        meo = 1 - mean([abs(a - b) for a, b in pairs])
-        ratios = [1.0 if max(a, b) == 0 else min(a, b) / max(a, b) for a, b in pairs]
-        di = 1 - mean([abs(r - 1) for r in ratios])
-        md = max(abs(a - b) for a, b in pairs)
+    if len(present) >= 2:
+        md, meo, di = pair_disparities(present)
     else:
         meo, di, md = 1.0, 1.0, 0.0
     per_class = []
@@ -84,6 +81,30 @@ def reference_summary(preds, targets, subgroups, num_classes: int, num_subgroups
         "md": md,
         "ranked_subgroup_acc": ranked,
         "worst_group_acc": worst,
+        **within_class_from_accuracies([accs for accs in per_class if len(accs) >= 2]),
+    }
+
+
+def pair_disparities(accs: list[float]) -> tuple[float, float, float]:
+    """``(md, meo, di)`` over the unordered pairs of ``accs`` (at least two values), per the contract."""
+    pairs = list(combinations(accs, 2))
+    gaps = [abs(a - b) for a, b in pairs]
+    ratios = [1.0 if max(a, b) == 0 else min(a, b) / max(a, b) for a, b in pairs]
+    return max(gaps), 1 - sum(gaps) / len(gaps), 1 - sum(abs(r - 1) for r in ratios) / len(ratios)
+
+
+def within_class_from_accuracies(per_class: list[list[float]]) -> dict[str, float]:
+    """The within-class keys from the non-empty cell accuracies of each eligible class."""
+    if not per_class:
+        return dict.fromkeys(WITHIN_CLASS_KEYS, NAN)
+    mds, meos, dis = zip(*(pair_disparities(accs) for accs in per_class), strict=True)
+    return {
+        "md_within_class": sum(mds) / len(mds),
+        "meo_within_class": sum(meos) / len(meos),
+        "di_within_class": sum(dis) / len(dis),
+        "worst_class_md": max(mds),
+        "worst_class_meo": min(meos),
+        "worst_class_di": min(dis),
     }
 
 
@@ -131,6 +152,64 @@ def test_matches_fairlearn_metricframe(seed, num_classes, num_subgroups, n):
     assert_summary_equal(summary, reference_summary(preds, targets, subgroups, num_classes, num_subgroups))
 
 
+@pytest.mark.parametrize(
+    ("seed", "num_classes", "num_subgroups", "n"),
+    [(0, 10, 3, 600), (1, 10, 3, 40), (2, 20, 5, 1500), (3, 20, 5, 120), (4, 2, 2, 50), (5, 6, 4, 15)],
+)
+def test_within_class_matches_fairlearn_per_class(seed, num_classes, num_subgroups, n):
+    from fairlearn.metrics import MetricFrame
+    from sklearn.metrics import accuracy_score
+
+    preds, targets, subgroups = make_data(seed, n, num_classes, num_subgroups)
+    # Per-cell accuracies instead of per-subgroup ones, so each class has its own disparity pattern.
+    gen = torch.Generator().manual_seed(1000 + seed)
+    p_cell = torch.rand(num_classes, num_subgroups, generator=gen)
+    keep = torch.rand(n, generator=gen) < p_cell[targets, subgroups]
+    preds = torch.where(keep, targets, (targets + 1) % num_classes)
+    summary = fairness_summary(preds, targets, subgroups, num_classes, num_subgroups)
+
+    # fairlearn: accuracy by subgroup within each class (the control feature); empty cells are NaN.
+    frame = MetricFrame(
+        metrics=accuracy_score,
+        y_true=targets.numpy(),
+        y_pred=preds.numpy(),
+        sensitive_features=subgroups.numpy(),
+        control_features=targets.numpy(),
+    )
+    by_group, difference = frame.by_group, frame.difference()
+    per_class, fairlearn_md = [], []
+    for c in sorted(set(targets.tolist())):
+        accs = [float(a) for a in by_group.xs(c, level=0).dropna()]
+        if len(accs) >= 2:
+            per_class.append(accs)
+            fairlearn_md.append(float(difference.loc[c]))  # max - min = the largest pairwise gap
+    expected = within_class_from_accuracies(per_class)
+    assert expected["md_within_class"] == pytest.approx(sum(fairlearn_md) / len(fairlearn_md), abs=1e-12)
+    assert expected["worst_class_md"] == pytest.approx(max(fairlearn_md), abs=1e-12)
+    for key in WITHIN_CLASS_KEYS:
+        assert summary[key] == pytest.approx(expected[key], abs=1e-12), key
+    assert summary["md_within_class"] > 0.05  # a real disparity is being measured
+
+    metric = GroupFairness(num_classes, num_subgroups)
+    metric.update(preds, targets, subgroups)
+    assert_summary_equal(metric.compute(), summary)
+    assert_summary_equal(summary, reference_summary(preds, targets, subgroups, num_classes, num_subgroups))
+
+
+def test_within_class_exceeds_pooled_on_unrelated_cells():
+    # CIFAR-20-like: 20 classes x 5 subgroups, each cell with its own random accuracy. Pooling position g
+    # over classes averages the disparities away; within each class they stay.
+    gen = torch.Generator().manual_seed(0)
+    total = torch.full((20, 5), 1000)
+    correct = (torch.rand(20, 5, generator=gen) * 1000).long()
+    summary = summary_from_counts(correct, total)
+    assert summary["md"] < 0.3
+    assert summary["md_within_class"] > 0.5
+    assert summary["worst_class_md"] >= summary["md_within_class"] > summary["md"]
+    assert summary["worst_class_meo"] <= summary["meo_within_class"] < summary["meo"]
+    assert summary["worst_class_di"] <= summary["di_within_class"] < summary["di"]
+
+
 # ------------------------------------------------------------------- 2. hand-computed examples
 
 
@@ -155,7 +234,47 @@ def test_hand_example_with_empty_subgroup():
     assert ranked[:3] == pytest.approx([(0.0 + 0.5) / 2, (0.5 + 1.0) / 2, 1.0])
     assert math.isnan(ranked[3])
     assert summary["worst_group_acc"] == 0.0
+    # Within class 0: cells 1.0, 0.5, 0.0 -> gaps 0.5, 1.0, 0.5; ratios 0.5, 0, 0
+    #   MD 1, MEO 1 - 2/3 = 1/3, DI 1 - 2.5/3 = 1/6.
+    # Within class 1: cells 1.0, 0.5 (g2 empty) -> MD 0.5, MEO 0.5, DI 0.5.
+    assert summary["md_within_class"] == pytest.approx((1.0 + 0.5) / 2)
+    assert summary["meo_within_class"] == pytest.approx((1 / 3 + 0.5) / 2)
+    assert summary["di_within_class"] == pytest.approx((1 / 6 + 0.5) / 2)
+    assert summary["worst_class_md"] == pytest.approx(1.0)
+    assert summary["worst_class_meo"] == pytest.approx(1 / 3)
+    assert summary["worst_class_di"] == pytest.approx(1 / 6)
     assert_summary_equal(summary, reference_summary(preds, targets, subgroups, 2, 4))
+
+
+def test_hand_example_pooled_hides_within_class_disparity():
+    # Class 0: subgroup 0 always right, subgroup 1 always wrong; class 1 the other way round. Pooled, both
+    # subgroups are at 0.5 (no disparity); within each class the gap is total. Class 2 has one cell only
+    # and is left out of the within-class averages.
+    targets = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    subgroups = [0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    preds = [0, 0, 2, 2, 0, 0, 1, 1, 2, 2]
+    summary = fairness_summary(preds, targets, subgroups, num_classes=3, num_subgroups=2)
+    assert summary["subgroup_acc"] == pytest.approx([4 / 6, 0.5])
+    assert summary["md"] == pytest.approx(1 / 6)
+    for key in ("md_within_class", "worst_class_md"):
+        assert summary[key] == pytest.approx(1.0)
+    for key in ("meo_within_class", "worst_class_meo", "di_within_class", "worst_class_di"):
+        assert summary[key] == pytest.approx(0.0)
+
+
+def test_within_class_both_zero_pair_and_single_cell_classes():
+    # Class 0: cells 0.0, 0.0 -> max = 0 counts as ratio 1: MD 0, MEO 1, DI 1.
+    # Class 1: cells 1.0, 0.25 -> MD 0.75, MEO 0.25, DI 0.25. Class 2: one cell, not eligible.
+    targets = [0, 0] + [1] * 5 + [2]
+    subgroups = [0, 1] + [0, 1, 1, 1, 1] + [1]
+    preds = [1, 1] + [1, 1, 0, 0, 0] + [2]
+    summary = fairness_summary(preds, targets, subgroups, num_classes=3, num_subgroups=2)
+    assert summary["md_within_class"] == pytest.approx(0.75 / 2)
+    assert summary["meo_within_class"] == pytest.approx((1.0 + 0.25) / 2)
+    assert summary["di_within_class"] == pytest.approx((1.0 + 0.25) / 2)
+    assert summary["worst_class_md"] == pytest.approx(0.75)
+    assert summary["worst_class_meo"] == pytest.approx(0.25)
+    assert summary["worst_class_di"] == pytest.approx(0.25)
 
 
 def test_di_both_zero_pair_counts_as_ratio_one():
@@ -190,6 +309,15 @@ def test_fewer_than_two_subgroups_means_no_disparity():
     assert summary["meo"] == 1.0 and summary["di"] == 1.0 and summary["md"] == 0.0
     assert math.isnan(summary["subgroup_acc"][0]) and math.isnan(summary["subgroup_acc"][1])
     assert summary["subgroup_acc"][2] == pytest.approx(2 / 3)
+    # No class has two non-empty cells either: the within-class averages are unknown, not "fair".
+    assert all(math.isnan(summary[key]) for key in WITHIN_CLASS_KEYS)
+
+
+def test_within_class_nan_when_each_class_has_one_subgroup():
+    # Pooled there are two subgroups (a pair exists), but class 0 only has subgroup 0 and class 1 only 1.
+    summary = fairness_summary([0, 1, 0], [0, 1, 1], [0, 1, 1], num_classes=2, num_subgroups=2)
+    assert summary["md"] == pytest.approx(0.5)
+    assert all(math.isnan(summary[key]) for key in WITHIN_CLASS_KEYS)
 
 
 def test_no_samples_gives_nan_accuracies():
@@ -198,6 +326,7 @@ def test_no_samples_gives_nan_accuracies():
     assert math.isnan(summary["acc"]) and math.isnan(summary["worst_group_acc"])
     assert all(math.isnan(x) for x in summary["subgroup_acc"] + summary["ranked_subgroup_acc"])
     assert (summary["meo"], summary["di"], summary["md"]) == (1.0, 1.0, 0.0)
+    assert all(math.isnan(summary[key]) for key in WITHIN_CLASS_KEYS)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -216,6 +345,7 @@ def test_summary_keys_and_types():
     preds, targets, subgroups = make_data(7, 100, 5, 3)
     summary = fairness_summary(preds, targets, subgroups, 5, 3)
     assert tuple(summary) == SUMMARY_KEYS
+    assert SUMMARY_KEYS[-len(WITHIN_CLASS_KEYS) :] == WITHIN_CLASS_KEYS
     assert len(summary["subgroup_acc"]) == 3 and len(summary["ranked_subgroup_acc"]) == 3
 
 
@@ -254,6 +384,22 @@ def test_batch_splitting_invariance():
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         split.update(preds[lo:hi], targets[lo:hi], subgroups[lo:hi])
     assert_summary_equal(split.compute(), expected)
+    assert all(not math.isnan(expected[key]) for key in WITHIN_CLASS_KEYS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_within_class_batch_splitting_invariance(seed):
+    # Few samples per class: some classes have a single non-empty cell in some batches but two overall,
+    # so per-batch within-class values cannot simply be averaged; only the summed counts give the answer.
+    preds, targets, subgroups = make_data(50 + seed, 60, 8, 3)
+    expected = fairness_summary(preds, targets, subgroups, 8, 3)
+    split = GroupFairness(8, 3)
+    cuts = torch.randperm(59, generator=torch.Generator().manual_seed(seed))[:5].add(1).sort().values
+    bounds = [0, *cuts.tolist(), 60]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        split.update(preds[lo:hi], targets[lo:hi], subgroups[lo:hi])
+    assert_summary_equal(split.compute(), expected)
+    assert all(not math.isnan(expected[key]) for key in WITHIN_CLASS_KEYS)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -269,7 +415,7 @@ def test_subgroup_relabelling_permutes_subgroup_acc(seed):
     for g in range(num_subgroups):
         moved[int(perm[g])] = base["subgroup_acc"][g]
     assert_summary_equal({"subgroup_acc": relabelled["subgroup_acc"]}, {"subgroup_acc": moved}, tol=1e-12)
-    for key in ("acc", "meo", "di", "md", "worst_group_acc", "ranked_subgroup_acc"):
+    for key in ("acc", "meo", "di", "md", "worst_group_acc", "ranked_subgroup_acc", *WITHIN_CLASS_KEYS):
         assert_summary_equal({key: relabelled[key]}, {key: base[key]}, tol=1e-12)
 
 

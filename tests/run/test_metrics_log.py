@@ -3,7 +3,7 @@ import math
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from selfloop.metrics_log import MetricsLog, flatten_metrics
+from selfloop.run.metrics_log import MetricsLog, flatten_metrics
 
 
 def _scalars(folder):

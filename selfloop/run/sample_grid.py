@@ -9,7 +9,7 @@ from torch import Tensor
 from torchvision.io import encode_png
 from torchvision.utils import make_grid
 
-from selfloop.io import atomic_write_bytes
+from selfloop.run.atomic import atomic_write_bytes
 
 
 def save_sample_grid(path: str | Path, images: Tensor, labels: Tensor, per_class: int) -> None:

@@ -20,7 +20,11 @@ class RunDirectory:
         metrics.csv                 tidy metrics: generation, arch, seed, metric, value
         queue/gen_<n>.pt            queue shards (uint8 images, labels, scores, generation)
         generations/gen_<n>/        generator weights and raw candidates of generation n
+        generations/gen_<n>/audit/  every candidate's scores and decision, histogram, borderline samples
+        generations/gen_<n>/review/ the human review of the filter's decisions
         classifiers/gen_<n>/<arch>.pt   classifier weights f_n per arch
+        classifiers/subgroup_oracle.pt  the (class, subgroup) classifier that reads generated subgroups
+        fid_table.csv, fid_table.md FID by generation; fid_real_stats.pt: the cached real statistics
         samples/gen_<n>.png         grid of kept samples, a row per class
         summary/                    TensorBoard events: <arch>/<metric> with step = generation
         phases/gen_<n>/<phase>/     TensorBoard events of each training phase
@@ -88,6 +92,25 @@ class RunDirectory:
 
     def candidates_file(self, generation: int) -> Path:
         return self.generation_dir(generation) / "candidates.pt"
+
+    def audit_dir(self, generation: int) -> Path:
+        return self.generation_dir(generation) / "audit"
+
+    def review_dir(self, generation: int) -> Path:
+        return self.generation_dir(generation) / "review"
+
+    @property
+    def subgroup_oracle_weights(self) -> Path:
+        return self.path / "classifiers" / "subgroup_oracle.pt"
+
+    @property
+    def fid_real_stats(self) -> Path:
+        return self.path / "fid_real_stats.pt"
+
+    @property
+    def fid_tables(self) -> tuple[Path, Path]:
+        """The FID table as CSV and as Markdown."""
+        return self.path / "fid_table.csv", self.path / "fid_table.md"
 
     def classifier_weights(self, generation: int, arch: str) -> Path:
         return self.path / "classifiers" / f"gen_{generation:03d}" / f"{arch}.pt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from selfloop.io import atomic_write_text
+from selfloop.run.atomic import atomic_write_text
 
 COLUMNS = ("generation", "arch", "seed", "metric", "value")
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfloop.data.queue import ShardError, StackingQueue
+from selfloop.run.queue import ShardError, StackingQueue
 
 
 def _shard(n: int, value: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from selfloop.io import atomic_write_json
+from selfloop.run.atomic import atomic_write_json
 
 FORMAT = 1
 
@@ -25,7 +25,7 @@ class Manifest:
         queue: the stacking queue's shards, oldest first (see ``StackingQueue.state``).
         seeds: the seed each phase ran with, by phase key.
         files: SHA-256 of every file a later phase reads, by path relative to the run directory.
-        config: the result-shaping config the run started with (see ``selfloop.resume``).
+        config: the result-shaping config the run started with (see ``selfloop.run.compat``).
     """
 
     seed: int

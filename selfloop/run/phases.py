@@ -1,0 +1,149 @@
+"""The phase: the unit of a run that is skipped when done, seeded, and recorded with its outputs' hashes.
+
+Every phase key of a run is spelled here once (``Phase.key``); the loop, the callbacks and the analysis
+name phases through the constructors below, never through strings of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.utilities import rank_zero_only
+
+from selfloop.run.atomic import atomic_torch_save, sha256_file
+from selfloop.run.layout import RunDirectory
+from selfloop.run.manifest import Manifest
+from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.queue import StackingQueue
+from selfloop.seeding import phase_seed
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of one generation: ``g<n>/<step>`` or, per classifier arch, ``g<n>/<step>/<arch>``.
+
+    Args:
+        generation: n (0 = the real-data generation).
+        step: ``generator``, ``sample``, ``review_exported``, ``filter``, ``classifier`` or
+            ``subgroup_oracle``.
+        arch: the classifier arch of per-arch steps.
+    """
+
+    generation: int
+    step: str
+    arch: str = ""
+
+    @classmethod
+    def generator(cls, n: int) -> Phase:
+        return cls(n, "generator")
+
+    @classmethod
+    def sample(cls, n: int) -> Phase:
+        return cls(n, "sample")
+
+    @classmethod
+    def review_exported(cls, n: int) -> Phase:
+        return cls(n, "review_exported")
+
+    @classmethod
+    def filter(cls, n: int) -> Phase:
+        return cls(n, "filter")
+
+    @classmethod
+    def classifier(cls, n: int, arch: str) -> Phase:
+        return cls(n, "classifier", arch)
+
+    @classmethod
+    def subgroup_oracle(cls) -> Phase:
+        return cls(0, "subgroup_oracle")
+
+    @property
+    def key(self) -> str:
+        return "/".join(part for part in (f"g{self.generation}", self.step, self.arch) if part)
+
+    def seed(self, base_seed: int, purpose: str = "") -> int:
+        """The phase's seed (``purpose``: a stream of its own inside the phase, e.g. ``loader``)."""
+        step = f"{self.step}/{purpose}" if purpose else self.step
+        return phase_seed(base_seed, self.generation, step, self.arch)
+
+    def outputs(self, run: RunDirectory) -> tuple[Path, ...]:
+        """The files this phase writes that later phases read (the queue checks its own shards)."""
+        if self.step == "generator":
+            return (run.generator_weights(self.generation),)
+        if self.step == "sample":
+            return (run.candidates_file(self.generation),)
+        if self.step == "classifier":
+            return (run.classifier_weights(self.generation, self.arch),)
+        if self.step == "subgroup_oracle":
+            return (run.subgroup_oracle_weights,)
+        return ()
+
+
+class PhaseRunner:
+    """Everything a run keeps on disk between phases, and the rules for phases.
+
+    A phase is *done* when the manifest lists it and each of its outputs matches the hash recorded when
+    it was written; ``begin`` seeds it; ``complete`` records it (with its seed and the queue's state)
+    durably. Files are written by rank 0 atomically (``save``), then every rank passes a barrier.
+
+    Args:
+        run: the run directory.
+        manifest: the manifest.
+        queue: the stacking queue whose state ``complete`` writes into the manifest.
+        metrics: the metrics log.
+    """
+
+    def __init__(
+        self, run: RunDirectory, manifest: Manifest, queue: StackingQueue, metrics: MetricsLog
+    ) -> None:
+        self.run = run
+        self.manifest = manifest
+        self.queue = queue
+        self.metrics = metrics
+
+    @property
+    def base_seed(self) -> int:
+        return self.manifest.seed
+
+    def done(self, phase: Phase) -> bool:
+        """Whether ``phase`` finished and its outputs are intact."""
+        return self.manifest.is_done(phase.key) and all(self.intact(p) for p in phase.outputs(self.run))
+
+    def begin(self, phase: Phase) -> int:
+        """Seed every global RNG (python, numpy, torch) for ``phase`` and return the seed."""
+        seed = phase.seed(self.base_seed)
+        L.seed_everything(seed, workers=True, verbose=False)
+        return seed
+
+    def complete(self, phase: Phase) -> None:
+        """Mark ``phase`` finished and make the manifest (with the queue's state) durable."""
+        self.manifest.mark_done(phase.key)
+        self.manifest.seeds[phase.key] = phase.seed(self.base_seed)
+        self.save_manifest()
+
+    @rank_zero_only
+    def save_manifest(self) -> None:
+        self.manifest.queue = self.queue.state()
+        self.manifest.save(self.run.manifest_file)
+
+    def save(self, path: Path, obj: Any, strategy: Strategy) -> None:
+        """Rank 0 ``torch.save``-s atomically; after a barrier every rank records the file's hash.
+
+        The hash becomes durable with the next ``complete``.
+        """
+        if strategy.is_global_zero:
+            atomic_torch_save(path, obj)
+        strategy.barrier()
+        self.manifest.files[self._relative(path)] = sha256_file(path)
+
+    def intact(self, path: Path) -> bool:
+        """Whether ``path`` exists and matches the hash recorded when it was written."""
+        recorded = self.manifest.files.get(self._relative(path))
+        return path.is_file() and recorded is not None and sha256_file(path) == recorded
+
+    def _relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.run.path))

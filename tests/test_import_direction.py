@@ -1,0 +1,67 @@
+"""Imports point one way: a module never imports a package that sits above its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "selfloop"
+# Lowest first. Top-level helper modules (errors, seeding, eval_mode, module_spec) are at the bottom;
+# analysis reads run directories and may import the run layer, but no training code imports it.
+LAYERS = [
+    {"errors", "seeding", "eval_mode", "module_spec"},
+    {"data"},
+    {"run"},
+    {"classifiers", "generators"},
+    {"filtering"},
+    {"metrics"},
+    {"callbacks"},
+    {"loop_config", "loop"},
+    {"cli"},
+]
+ANALYSIS = "analysis"
+
+
+def _layer(unit: str) -> int:
+    if unit == ANALYSIS:
+        return len(LAYERS)
+    return next(i for i, names in enumerate(LAYERS) if unit in names)
+
+
+def _unit(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):  # also the imports inside functions: a lazy import is still an edge
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("selfloop."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("selfloop.")}
+    return found
+
+
+def test_no_module_imports_upward():
+    backward = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).with_suffix("")
+        if relative.name == "__init__" and len(relative.parts) == 1:
+            continue
+        unit = relative.parts[0]
+        for module in _imports(path):
+            target = _unit(module)
+            if _layer(target) > _layer(unit):
+                backward.append(f"{relative} -> {module}")
+            if target == ANALYSIS and unit != ANALYSIS:
+                backward.append(f"{relative} -> {module} (training code must not import analysis)")
+    assert backward == []
+
+
+def test_the_check_sees_a_backward_edge(tmp_path):
+    # The walker itself: a lazy import of callbacks from data is found.
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from selfloop.callbacks.evaluation import evaluation_callback\n")
+    assert _imports(module) == {"selfloop.callbacks.evaluation"}
+    assert _layer(_unit("selfloop.callbacks.evaluation")) > _layer("data")
