@@ -67,10 +67,11 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.data.image_files import read_image, shown_path
 from selfloop.data.image_set import ImageSet
 from selfloop.data.splits import check_holdout_args, validation_holdout
 
@@ -150,7 +151,7 @@ class BreedsHierarchy:
             path = info_dir / name
             if not path.is_file():
                 raise DatasetNotFoundError(
-                    f"BREEDS hierarchy file not found: {_shown(path)} does not exist; it holds {what}. "
+                    f"BREEDS hierarchy file not found: {shown_path(path)} does not exist; it holds {what}. "
                     f"{_GET_BREEDS}"
                 )
         classes = _read_class_info(info_dir / "dataset_class_info.json")
@@ -512,7 +513,7 @@ class BreedsDataModule(SelfLoopDataModule):
         folder = self.imagenet_root / split
         if not folder.is_dir():
             raise DatasetNotFoundError(
-                f"ImageNet {split} folder not found: {_shown(folder)} does not exist; it holds one folder "
+                f"ImageNet {split} folder not found: {shown_path(folder)} does not exist; it holds one folder "
                 f"of images per wnid ({split}/<wnid>/*.JPEG). {_GET_IMAGENET}"
             )
         paths, labels, subgroups = [], [], []
@@ -539,7 +540,7 @@ class BreedsDataModule(SelfLoopDataModule):
             name = _first_name(self.hierarchy.leaf_names.get(wnid, wnid))
             raise DatasetNotFoundError(
                 f"no ImageNet {folder.name} images of the BREEDS subclass {wnid} ({name}, superclass "
-                f"{self.class_names[label]}) in {_shown(sub)}: expected {sub}/*.JPEG. {_GET_IMAGENET}"
+                f"{self.class_names[label]}) in {shown_path(sub)}: expected {sub}/*.JPEG. {_GET_IMAGENET}"
             )
         return images
 
@@ -552,12 +553,7 @@ class BreedsDataModule(SelfLoopDataModule):
         return images
 
     def _load(self, path: Path) -> Tensor:
-        try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except RuntimeError as err:
-            raise CorruptDatasetError(
-                path, f"cannot decode it ({err}); restore the file from ImageNet"
-            ) from None
+        image = read_image(path, ImageReadMode.RGB)
         if self.resize_mode == "square":
             shape = [self.resize_size, self.resize_size]
         else:
@@ -573,8 +569,3 @@ class BreedsDataModule(SelfLoopDataModule):
 def _first_name(name: str) -> str:
     """The first of a WordNet name's comma-separated synonyms."""
     return name.split(",")[0].strip()
-
-
-def _shown(path: Path) -> str:
-    """A path as given, with its absolute form when it is relative (the working directory matters)."""
-    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"

@@ -50,11 +50,12 @@ from typing import Any, Literal
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode
 from torchvision.transforms import InterpolationMode
 
 from selfloop.data.base import RealSplits, SelfLoopDataModule
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.data.image_files import read_image, shown_path
 from selfloop.data.image_set import ImageSet
 from selfloop.data.safe_pickle import NUMPY_GLOBALS, load_restricted
 from selfloop.data.segmented import SegmentedImages, boxes_from_masks
@@ -280,7 +281,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
         if not folder.is_dir():
             how = _GET_IMAGENET if kind == "image" else _GET_RELEASE
             raise DatasetNotFoundError(
-                f"Hard ImageNet {kind} folder not found: {_shown(folder)} does not exist. {how}"
+                f"Hard ImageNet {kind} folder not found: {shown_path(folder)} does not exist. {how}"
             )
         return folder
 
@@ -302,12 +303,12 @@ class HardImageNetDataModule(SelfLoopDataModule):
         return images, masks
 
     def _load_pair(self, image_path: Path, mask_path: Path, keep_mask: bool) -> tuple[Tensor, Tensor | None]:
-        image = _read(image_path, ImageReadMode.RGB)
+        image = read_image(image_path, ImageReadMode.RGB)
         resized = self._resized_shape(image.shape[-2:])
         image = TF.center_crop(TF.resize(image, list(resized), antialias=True), [self.image_size] * 2)
         if not keep_mask:
             return image, None
-        mask = (_read(mask_path, ImageReadMode.UNCHANGED) > 0).any(0, keepdim=True).to(torch.uint8)
+        mask = (read_image(mask_path, ImageReadMode.UNCHANGED) > 0).any(0, keepdim=True).to(torch.uint8)
         mask = TF.resize(mask, list(resized), interpolation=InterpolationMode.NEAREST)
         mask = TF.center_crop(mask, [self.image_size] * 2)
         return image, mask[0].bool()
@@ -320,22 +321,8 @@ class HardImageNetDataModule(SelfLoopDataModule):
         return max(self.resize_size, round(height * scale)), max(self.resize_size, round(width * scale))
 
 
-def _shown(path: Path) -> str:
-    """A path as given, with its absolute form when it is relative (the working directory matters)."""
-    return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
-
-
 def _image_set(images: Tensor, labels: Tensor) -> ImageSet:
     return ImageSet(images, labels, torch.zeros_like(labels))
-
-
-def _read(path: Path, mode: ImageReadMode) -> Tensor:
-    try:
-        return decode_image(str(path), mode=mode)
-    except RuntimeError as err:
-        raise CorruptDatasetError(
-            path, f"cannot decode it ({err}); restore the file from its source"
-        ) from None
 
 
 def _load_pickle(path: Path) -> Any:
@@ -347,7 +334,7 @@ def _load_pickle(path: Path) -> Any:
     """
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"Hard ImageNet metadata not found: {_shown(path)} does not exist. {_GET_RELEASE}"
+            f"Hard ImageNet metadata not found: {shown_path(path)} does not exist. {_GET_RELEASE}"
         )
     try:
         return load_restricted(path, NUMPY_GLOBALS, "Hard ImageNet", _GET_RELEASE)
