@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NoReturn
 
+import yaml
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.config_checks import problems as config_problems
+from selfloop.config_checks import sample_memory_problem
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.errors import NonFiniteLossError, RunInterrupted
 from selfloop.filtering.review import ReviewPending
@@ -21,9 +26,10 @@ from selfloop.generators.dcgan import ConditionalDCGAN
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
 from selfloop.module_spec import ModuleSpec
-from selfloop.run.atomic import atomic_write_text
+from selfloop.run.atomic import RunWriteError, atomic_write_text
 from selfloop.run.compat import ConfigMismatchError, incompatible_changes, result_config
 from selfloop.run.layout import RunDirectory, RunDirectoryError
+from selfloop.run.lock import RunLock, RunLockedError
 from selfloop.run.manifest import Manifest, ManifestError
 from selfloop.run.metrics_log import MetricsLog
 from selfloop.run.phases import PhaseRunner
@@ -35,6 +41,99 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "enable_checkpointing": False,
     "log_every_n_steps": 10,
 }
+
+UNION_ERROR = "Does not validate against any of the Union subtypes"
+
+
+class SelfLoopArgumentParser(LightningArgumentParser):
+    """The CLI's parser: a parse error is one line naming the flag, and a pointer to ``--help``.
+
+    jsonargparse follows argparse and prints the whole usage (about 70 lines here) before the error,
+    and lists every member of a union type (``X | None``) with its own complaint; a YAML syntax
+    error names ``"<unicode string>"`` instead of the file. This parser prints the relevant line
+    only (``SELFLOOP_DEBUG=1`` restores jsonargparse's output).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading: list[str] = []
+
+    def parse_path(self, cfg_path: Any, *args: Any, **kwargs: Any) -> Any:
+        # Remembered for error(): jsonargparse parses the file's text and forgets where it came from.
+        self._reading.append(str(cfg_path))
+        try:
+            return super().parse_path(cfg_path, *args, **kwargs)
+        finally:
+            self._reading.pop()
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        # exit_on_error is False for the parsers jsonargparse builds internally: they must raise.
+        if not self.exit_on_error or os.environ.get("SELFLOOP_DEBUG"):
+            super().error(message, ex)
+        line = one_line(message, ex, self._reading[-1] if self._reading else None)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"selfloop: error: {line}\n(`{prog} --help` lists every option and its type)\n")
+        sys.exit(2)
+
+
+def one_line(message: str, error: BaseException | None = None, config_file: str | None = None) -> str:
+    """A parser's or a constructor's error as one line that names the flag.
+
+    Args:
+        message: the error's text (jsonargparse's may span many lines).
+        error: the exception behind it, if any (a YAML syntax error is read from its cause).
+        config_file: the config file being read when the error arose.
+    """
+    syntax = _yaml_error(error)
+    if syntax is not None:
+        where = f"line {syntax.problem_mark.line + 1}, column {syntax.problem_mark.column + 1}"
+        context = f" ({syntax.context})" if syntax.context else ""
+        return f"{config_file or 'the config file'}: YAML syntax error at {where}: {syntax.problem}{context}"
+    message = re.sub(r'Parser key "([^"]+)":\s*', r"--\1: ", message)
+    if UNION_ERROR in message:
+        message = _union_line(message)
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _yaml_error(error: BaseException | None) -> yaml.MarkedYAMLError | None:
+    while error is not None:
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _union_line(message: str) -> str:
+    """Of jsonargparse's union report, the complaints of the members that apply."""
+    head, _, report = message.partition(UNION_ERROR)
+    lines = [line.strip() for line in report.splitlines()]
+    given = next(
+        (line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), ""
+    )
+    start = lines.index("Errors:") + 1 if "Errors:" in lines else len(lines)
+    end = next((i for i, line in enumerate(lines) if line.startswith("Given value")), len(lines))
+    items: list[str] = []
+    for line in lines[start:end]:
+        if line.startswith("- "):
+            items.append(line[2:])
+        elif items and line:
+            items[-1] += " " + line
+    if not items:  # not the report this was written for: keep all of it
+        return message
+    types = [_type_name(item.removeprefix("Expected a ")) for item in items if item.startswith("Expected a ")]
+    sentences = [item for item in items if not item.startswith("Expected a ")]
+    types = [t for t in types if t != "None"]
+    if sentences:  # a member's own check (a constructor's ValueError) says what is wrong
+        return head + "; ".join(sentences)
+    value = next((t.split(". Got value: ", 1)[1] for t in types if ". Got value: " in t), given)
+    types = [t.split(". Got value: ", 1)[0] for t in types]
+    return f"{head}expected {' or '.join(types)}, got {value}"
+
+
+def _type_name(text: str) -> str:
+    text = re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", text)
+    text = re.sub(r"typing\.Literal\[(.*?)\]", r"one of \1", text)
+    return "None" if text == "NoneType" else text
 
 
 class SelfLoopCLI(LightningCLI):
@@ -50,6 +149,7 @@ class SelfLoopCLI(LightningCLI):
 
     def __init__(self, args: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        kwargs.setdefault("parser_class", SelfLoopArgumentParser)
         # Arguments from the command line (not a list given in Python) are what DDP re-runs for its ranks.
         self._command_line = args is None
         super().__init__(
@@ -104,16 +204,35 @@ class SelfLoopCLI(LightningCLI):
         config = self.config[self.subcommand]
         loop = config.loop
         loop_config = LoopConfig(**{k: v for k, v in vars(loop).items() if not k.startswith("__")})
-        problems = loop_config.problems(config.model.arch)
+        problems = loop_config.problems(config.model.arch) + config_problems(config)
         if problems:
-            self.parser.error("; ".join(problems))
+            self._parser(self.subcommand).error("; ".join(problems))
 
     def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
         run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
         _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
+        too_big = sample_memory_problem(loop, config.filter, datamodule)
+        if too_big:
+            self._parser(self.subcommand).error(too_big)
         run.create()
+        with self._writer_lock(run):
+            self._run_loop(run, model, datamodule)
+
+    @staticmethod
+    def _writer_lock(run: RunDirectory) -> AbstractContextManager:
+        """The run directory's lock, for this process's global rank 0 only.
+
+        DDP starts ranks 1.. by re-running this command line on rank 0's run directory; they write
+        only after rank 0 decides, so the run's one lock is rank 0's (Lightning reads the global rank
+        from the launcher's environment when it is imported, before any Trainer exists).
+        """
+        return RunLock(run.path) if rank_zero_only.rank == 0 else nullcontext()
+
+    def _run_loop(self, run: RunDirectory, model: Any, datamodule: SelfLoopDataModule) -> None:
+        config = self.config_init[self.subcommand]
+        loop: LoopConfig = config.loop
         current = result_config(self.config[self.subcommand].as_dict())
         resumed = run.manifest_file.is_file()
         if resumed:
@@ -128,7 +247,7 @@ class SelfLoopCLI(LightningCLI):
             rank_zero_info(f"[selfloop] resuming {run.path}: {len(manifest.completed)} phases already done")
         else:
             manifest = Manifest(seed=loop.seed, config=current)
-        queue = StackingQueue.from_state(run.queue_dir, loop.queue_capacity, manifest.queue)
+        queue = StackingQueue.from_state(run.queue_dir, loop.kept_generations(), manifest.queue)
         runner = PhaseRunner(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
         if not resumed:
             parser = self._parser(self.subcommand)
@@ -164,6 +283,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ShardError,
     NonFiniteLossError,
     ConfigMismatchError,
+    RunLockedError,
+    RunWriteError,
 )
 
 
@@ -180,5 +301,8 @@ def main(args: Any = None) -> None:
     except USER_ERRORS as err:
         if os.environ.get("SELFLOOP_DEBUG"):
             raise
-        print(f"selfloop: error: {err}\n(set SELFLOOP_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(
+            f"selfloop: error: {one_line(str(err))}\n(set SELFLOOP_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import math
 import signal
@@ -20,7 +21,9 @@ from selfloop.callbacks.evaluation import evaluation_callback
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.console import PhaseProgress, print_summary
 from selfloop.data.base import SelfLoopDataModule
+from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
@@ -30,6 +33,7 @@ from selfloop.metrics.unbalance import ambiguous_fraction, unbalanced_generation
 from selfloop.module_spec import ModuleSpec
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
+from selfloop.run.topology import Topology
 
 
 class SelfConsumingLoop:
@@ -82,6 +86,7 @@ class SelfConsumingLoop:
 
     def run(self) -> None:
         total = self.config.generations
+        self.runner.progress = PhaseProgress(total, self.archs)
         with self.stop:
             try:
                 self._repair_queue()
@@ -99,6 +104,7 @@ class SelfConsumingLoop:
             finally:
                 self.runner.metrics.close()
         rank_zero_info(f"[selfloop] done: {total} generations in {self.runner.run.path}")
+        print_summary(self.runner)
 
     def _end_phase(self) -> None:
         # A finished fit leaves reference cycles (Trainer, callbacks, model) that Python's rare full
@@ -113,6 +119,7 @@ class SelfConsumingLoop:
             generation=n,
             kept_per_class=self._kept_per_class(),
             class_names=self.datamodule.class_names,
+            world_size=self._topology.world_size,
             grid_per_class=self.config.grid_per_class,
             human_review=self.config.human_review,
             resume_command=self.resume_command,
@@ -122,7 +129,9 @@ class SelfConsumingLoop:
         fid = self._fid_tracker(judge)
         oracle = self._subgroup_oracle()
         unbalance = None if oracle is None else lambda images, labels: self._unbalance(oracle, images, labels)
-        return GenerationController(plan, self.runner, self.sample_filter, previous, judge, fid, unbalance)
+        return GenerationController(
+            plan, self.runner, self.sample_filter, previous, judge, fid, unbalance, self.stop.check
+        )
 
     def _unbalance(
         self, oracle: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor
@@ -151,9 +160,6 @@ class SelfConsumingLoop:
         path = self.runner.run.subgroup_oracle_weights
         overrides = {"arch": self.scorer_arch, "num_classes": cells.num_classes}
         if not self.runner.done(phase):
-            rank_zero_info(
-                f"[selfloop] subgroup oracle fit · {self.scorer_arch} on {cells.num_classes} (class, subgroup) cells"
-            )
             self.runner.begin(phase)
             model = self.classifier.build(**overrides)
             cells.loader_seed = phase.seed(self.runner.base_seed, "loader")
@@ -188,9 +194,12 @@ class SelfConsumingLoop:
                 extractor = InceptionFeatures(self.config.fid_inception_weights)
             else:
                 extractor = penultimate_extractor(judge)
-            device = L.Trainer(**{**self.trainer_kwargs, "logger": False}).strategy.root_device
             self._fid = FidTracker(
-                extractor, num_samples, self.config.seed, self.config.fid_extractor, device=device
+                extractor,
+                num_samples,
+                self.config.seed,
+                self.config.fid_extractor,
+                device=self._topology.device,
             )
             self._fid.set_real(real, cache_path=self.runner.run.fid_real_stats)
         return self._fid
@@ -221,18 +230,15 @@ class SelfConsumingLoop:
             rank_zero_info(
                 f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit"
             )
-            trainer = self._trainer(f"gen_{n:03d}", "generator", [], max_epochs=0)
-            trainer.strategy.setup_environment()
-            controller.resume(trainer, self._load_generator(n).to(trainer.strategy.root_device))
+            strategy = self._topology.local_strategy()
+            controller.resume(strategy, self._load_generator(n).to(strategy.root_device))
             return
         self.runner.begin(phase)
         generator = self._fresh_generator()
-        rank_zero_info(
-            f"[selfloop] generation {n}/{self.config.generations} · generator fit · {self.generator.cls.__name__}"
-        )
         self._prepare_data(phase)
         callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
-        overrides: dict[str, Any] = {"max_epochs": self.config.generator_epochs}
+        # The generator's own step floor also stops early stopping-like requests from ending a fit before it.
+        overrides: dict[str, Any] = {"max_epochs": self.config.generator_epochs, "min_steps": generator.min_steps}
         if generator.ddp_find_unused_parameters and self.trainer_kwargs.get("strategy") == "ddp":
             overrides["strategy"] = "ddp_find_unused_parameters_true"
         trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, **overrides)
@@ -258,11 +264,13 @@ class SelfConsumingLoop:
             rank_zero_warn(
                 f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates"
             )
-            trainer = self._trainer(f"gen_{shard.generation:03d}", "repair", [], max_epochs=0)
-            trainer.strategy.setup_environment()
             self._controller(shard.generation).rebuild_shard(
-                trainer, lambda g=shard.generation: self._load_generator(g)
+                self._topology.local_strategy(), lambda g=shard.generation: self._load_generator(g)
             )
+
+    @functools.cached_property
+    def _topology(self) -> Topology:
+        return Topology.of(self.trainer_kwargs)
 
     def _kept_per_class(self) -> int:
         total = self.config.samples_count(len(self.datamodule.real.train))
@@ -274,7 +282,6 @@ class SelfConsumingLoop:
         phase = Phase.classifier(n, arch)
         if self.runner.done(phase):
             return
-        rank_zero_info(f"[selfloop] generation {n}/{self.config.generations} · classifier fit · {arch}")
         self.runner.begin(phase)
         model = self.classifier.build(arch=arch)
         self._prepare_data(phase)
@@ -311,8 +318,17 @@ class SelfConsumingLoop:
     # Shared --------------------------------------------------------------------------------------
 
     def _prepare_data(self, phase: Phase) -> None:
-        """Rebuild the train set from real + queue and key the loader order to this phase."""
-        self.datamodule.set_generated(self.runner.queue.load())
+        """Rebuild the train set from real (its share, ``--loop.real_fraction``) + queue, and key the
+        loader order to this phase."""
+        generated = self.runner.queue.load()
+        share = None
+        if generated is not None and self.config.real_fraction < 1:
+            seed = Phase.generator(phase.generation).seed(self.runner.base_seed, "real_share")
+            labels = self.datamodule.real.train.labels
+            share = stratified_split(
+                labels, (self.config.real_fraction,), torch.Generator().manual_seed(seed)
+            )[0]
+        self.datamodule.set_generated(generated, share)
         self.datamodule.loader_seed = phase.seed(self.runner.base_seed, "loader")
 
     def _fit(self, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:

@@ -18,7 +18,20 @@ class LoopConfig:
         generations: N, the generations after generation 0 (classifiers on real data only). Each
             generation n = 1..N trains a fresh generator on real + queue, samples, filters, pushes
             to the queue, and trains and evaluates the classifier panel on real + queue.
-        queue_capacity: how many generations of samples the stacking queue keeps (paper: 3).
+        queue_capacity: how many generations of samples the stacking queue keeps (paper: 3); used by
+            ``data_policy: queue`` only.
+        data_policy: which generated samples every later training set holds (the data axis of the
+            model-collapse literature): ``queue`` (the paper's data stacking: the last
+            ``queue_capacity`` generations), ``accumulate`` (every generation's samples are kept;
+            Gerstgrasser et al. 2024, "Is model collapse inevitable?") or ``replace`` (only the newest
+            generation's; Shumailov et al. 2024, "AI models collapse when trained on recursively
+            generated data").
+        real_fraction: the share of the real training set in every training set that also holds
+            generated samples: 1 (the paper) keeps all of it; 0 trains on generated samples alone (the
+            fully synthetic loop of Alemohammad et al. 2024, "Self-consuming generative models go MAD").
+            Generation 0's classifiers and generation 1's generator always train on the whole real set.
+            Generation n's share is a class-stratified subset drawn afresh with generation n's seed, the
+            same for its generator and its classifiers.
         samples_per_generation: survivors added per generation: an int is a count, a float is a
             fraction of the real training set (the paper's mix ratio p).
         seed: base seed; every phase is seeded from (seed, generation, phase, arch).
@@ -46,6 +59,8 @@ class LoopConfig:
 
     generations: PositiveInt = 3
     queue_capacity: PositiveInt = 3
+    data_policy: Literal["queue", "accumulate", "replace"] = "queue"
+    real_fraction: float = 1.0
     samples_per_generation: int | float = 0.5
     seed: int = 0
     archs: list[Arch] | None = None
@@ -69,6 +84,8 @@ class LoopConfig:
                 f"--loop.samples_per_generation must be a positive count (int) or a positive fraction of the "
                 f"real training set (float); got {self.samples_per_generation}"
             )
+        if not 0 <= self.real_fraction <= 1:
+            found.append(f"--loop.real_fraction must be in [0, 1], got {self.real_fraction}")
         panel = self.panel(default_arch)
         if len(set(panel)) != len(panel):
             found.append(f"--loop.archs lists an arch twice: {panel}")
@@ -82,6 +99,10 @@ class LoopConfig:
 
     def scorer(self, default_arch: str) -> str:
         return self.scorer_arch or self.panel(default_arch)[0]
+
+    def kept_generations(self) -> int | None:
+        """How many generations of samples the training sets hold (``None``: all of them)."""
+        return {"queue": self.queue_capacity, "accumulate": None, "replace": 1}[self.data_policy]
 
     def samples_count(self, real_train_size: int) -> int:
         """S as a count of images."""

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from selfloop.cli import main
+from selfloop.config_checks import memory_limit
+from selfloop.run.atomic import format_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,6 +53,7 @@ def run(finished_run, tmp_path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_resume_with_another_seed_is_refused_listing_the_keys(tiny_run_args, run):
     result = _main(tiny_run_args(run, "--loop.generations", "1", "--loop.seed", "1"))
     assert result.returncode == 2
@@ -57,6 +61,7 @@ def test_resume_with_another_seed_is_refused_listing_the_keys(tiny_run_args, run
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_more_generations_is_a_harmless_change(tiny_run_args, run):
     before = (run / "metrics.csv").read_text()
     result = _main(tiny_run_args(run, "--loop.generations", "2"))
@@ -66,6 +71,7 @@ def test_more_generations_is_a_harmless_change(tiny_run_args, run):
     assert after.startswith(before) and "\n2,lenet," in after
 
 
+@pytest.mark.slow
 def test_manifest_edited_into_nonsense_names_the_file(tiny_run_args, run):
     (run / "manifest.json").write_text("{ not json")
     result = _main(tiny_run_args(run, "--loop.generations", "1"))
@@ -74,6 +80,7 @@ def test_manifest_edited_into_nonsense_names_the_file(tiny_run_args, run):
     assert (run / "metrics.csv").is_file() and (run / "queue" / "gen_001.pt").is_file()
 
 
+@pytest.mark.slow
 def test_truncated_shard_is_reported_and_rebuilt_identically(tiny_run_args, run):
     shard = run / "queue" / "gen_001.pt"
     original = hashlib.sha256(shard.read_bytes()).hexdigest()
@@ -87,6 +94,7 @@ def test_truncated_shard_is_reported_and_rebuilt_identically(tiny_run_args, run)
     assert not shard.exists() or hashlib.sha256(shard.read_bytes()).hexdigest() == original
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_generation_phase_and_arch(tiny_run_args, tmp_path):
     run = tmp_path / "nan"
     result = _main(tiny_run_args(run, "--loop.generations", "1", "--model.lr", "1e12"))
@@ -96,3 +104,107 @@ def test_nan_loss_stops_naming_generation_phase_and_arch(tiny_run_args, tmp_path
     assert "Traceback" not in result.stderr
     # Everything produced before the failure stays.
     assert (run / "config.yaml").is_file() and (run / "manifest.json").is_file()
+
+
+# Values that cannot work are refused before any work: exit 2, one line naming the flag and the valid
+# range, no usage dump, no run directory. In-process: each takes a parse (and at most the digits' load).
+BAD_VALUES = {
+    "zero-epochs": (
+        ["--trainer.max_epochs", "0"],
+        "--trainer.max_epochs must be >= 1 (the epoch cap of every classifier fit; 0 would evaluate "
+        "untrained classifiers), got 0",
+    ),
+    "empty-panel": (
+        ["--loop.archs", "[]"],
+        "--loop.archs must name at least one arch (lenet, alexnet, vgg19, resnet50, mobilenet_v3, deit_s), "
+        "got []; leave it out to train --model.arch alone",
+    ),
+    "image-size-0-dcgan": (
+        ["--data.init_args.image_size", "0"],
+        "--data.init_args.image_size must be 4 * 2^k >= 16 (16, 32, 64, 128, ...) for the generator "
+        "ConditionalDCGAN, got 0",
+    ),
+    "image-size-24-dcgan": (
+        ["--data.init_args.image_size", "24"],
+        "--data.init_args.image_size must be 4 * 2^k >= 16 (16, 32, 64, 128, ...) for the generator "
+        "ConditionalDCGAN, got 24",
+    ),
+    "image-size-20-stable-diffusion": (
+        ["--generator", "selfloop.generators.stable_diffusion.StableDiffusionLoRA", "--data.init_args.image_size", "20"],
+        "--data.init_args.image_size must be a multiple of 8 (8, 16, 24, ...; the VAE's factor) for the "
+        "generator StableDiffusionLoRA, got 20, unless --generator.init_args.sample_resolution and "
+        "--generator.init_args.train_resolution are set (the samples are then resized to the image size)",
+    ),
+    "batch-size-0": (["--data.init_args.batch_size", "0"], "--data.batch_size must be >= 1, got 0"),
+    "not-an-int": (["--trainer.max_epochs", "abc"], "--trainer.max_epochs: expected int, got abc"),
+    "not-an-arch": (
+        ["--loop.archs", "[lenet, lenet5]"],
+        "--loop.archs: expected one of 'lenet', 'alexnet', 'vgg19', 'resnet50', 'mobilenet_v3', 'deit_s', "
+        "got lenet5",
+    ),
+    "unknown-flag": (["--loop.colour", "red"], "unrecognized arguments: --loop.colour red"),
+}  # fmt: skip
+
+
+def _refused(args: list[str], capsys, monkeypatch) -> str:
+    """Run the CLI in this process; return its stderr after checking the refusal's form."""
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err[-3000:]
+    assert "usage:" not in err and "Traceback" not in err and "Subtypes:" not in err
+    return err
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("selfloop: error:")]
+
+
+@pytest.mark.parametrize("case", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_value_that_cannot_work_is_refused_in_one_line_before_any_work(
+    tiny_run_args, tmp_path, capsys, monkeypatch, case
+):
+    extra, message = case
+    err = _refused(tiny_run_args(tmp_path / "run", *extra), capsys, monkeypatch)
+    assert _error_lines(err) == [f"selfloop: error: {message}"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_count_beyond_memory_states_the_estimate(tiny_run_args, tmp_path, capsys, monkeypatch):
+    err = _refused(
+        tiny_run_args(tmp_path / "run", "--loop.samples_per_generation", "1000000000"), capsys, monkeypatch
+    )
+    # 1.25e9 candidates of 3x16x16 (r = 0.2): sampled twice (batches + concatenation) with int64 labels,
+    # scored (10-class MC-dropout probabilities, twice, + scores), a full queue of 3 x 1e9 survivors
+    # (twice) and the 1,259 real training images: 6.70e12 bytes.
+    assert _error_lines(err) == [
+        "selfloop: error: --loop.samples_per_generation 1000000000 asks for 1,250,000,000 candidate images "
+        "of 3x16x16 per generation: about 6.1 TiB of memory with 3 generations of samples in the training set, more than "
+        f"the {format_bytes(memory_limit())} available; give a smaller count (int) or fraction (float)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_fraction_beyond_memory_says_it_is_a_fraction(tiny_run_args, tmp_path, capsys, monkeypatch):
+    # 1e9 parses as a float: a fraction of the real training set, not a count.
+    err = _refused(
+        tiny_run_args(tmp_path / "run", "--loop.samples_per_generation", "1e9"), capsys, monkeypatch
+    )
+    (line,) = _error_lines(err)
+    assert line.startswith(
+        "selfloop: error: --loop.samples_per_generation 1000000000.0 (a fraction of the 1,259 real training "
+        "images; write 1000000000 for a count) asks for 1,573,750,000,000 candidate images of 3x16x16"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_syntax_error_names_the_file_line_and_column(tiny_run_args, tmp_path, capsys, monkeypatch):
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_epochs: 1\nloop:\n  archs: [lenet\n  generations: 1\n")
+    err = _refused(tiny_run_args(tmp_path / "run", "--config", str(config)), capsys, monkeypatch)
+    assert _error_lines(err) == [
+        f"selfloop: error: {config}: YAML syntax error at line 5, column 14: did not find expected ',' or ']' "
+        "(while parsing a flow sequence)"
+    ]
+    assert "<unicode string>" not in err and not (tmp_path / "run").exists()

@@ -88,6 +88,8 @@ def test_same_seed_gives_the_same_metrics(tiny_run_args, tmp_path, monkeypatch):
         ("--loop.samples_per_generation", "0", "--loop.samples_per_generation"),
         ("--filter.drop_fraction", "1.0", "--filter.drop_fraction"),
         ("--loop.archs", "[lenet, resnet5]", "resnet5"),
+        ("--loop.real_fraction", "1.5", "--loop.real_fraction must be in [0, 1], got 1.5"),
+        ("--loop.data_policy", "keep-all", "loop.data_policy"),
     ],
 )
 def test_bad_config_values_name_the_flag(tmp_path, flag, value, message):

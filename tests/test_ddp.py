@@ -17,10 +17,20 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_process_ddp_run(tiny_run_args, tmp_path):
+# Each data policy with a share of the real data: (flags, queued generations at the end, real images per
+# training set after generation 1's generator as a fraction of the real training set).
+POLICIES = {
+    "replace-half-real": (("--loop.data_policy", "replace", "--loop.real_fraction", "0.5"), [2], 0.5),
+    "accumulate-no-real": (("--loop.data_policy", "accumulate", "--loop.real_fraction", "0"), [1, 2], 0.0),
+}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_two_process_ddp_run(tiny_run_args, tmp_path, policy):
+    flags, queued, share = POLICIES[policy]
     run = tmp_path / "run"
     ddp = ("--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2")
-    args = tiny_run_args(run, "--loop.generations", "2", "--loop.queue_capacity", "1", *ddp)
+    args = tiny_run_args(run, "--loop.generations", "2", *flags, *ddp)
     records = tmp_path / "train_sets"
     faults = ROOT / "tests" / "helpers" / "faults.py"
     result = subprocess.run(
@@ -33,9 +43,10 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
 
     # One copy of each shard, FIFO eviction done once.
-    assert sorted(p.name for p in (run / "queue").glob("*.pt")) == ["gen_002.pt"]
+    assert sorted(p.name for p in (run / "queue").glob("*.pt")) == [f"gen_{g:03d}.pt" for g in queued]
     manifest = json.loads((run / "manifest.json").read_text())
-    assert [s["generation"] for s in manifest["queue"]] == [2] and manifest["queue"][0]["count"] == 40
+    assert [s["generation"] for s in manifest["queue"]] == queued
+    assert {s["count"] for s in manifest["queue"]} == {40}
 
     # One metrics.csv row per (generation, arch, metric), written by rank 0 alone.
     with open(run / "metrics.csv", newline="") as handle:
@@ -43,7 +54,8 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path):
     counts = Counter((r["generation"], r["arch"], r["metric"]) for r in rows)
     assert set(counts.values()) == {1}
     # Evaluation counted every test image exactly once across the two ranks.
-    test_size = len(ColoredDigitsDataModule(image_size=16).real.test)
+    real = ColoredDigitsDataModule(image_size=16).real
+    test_size = len(real.test)
     evaluated = [float(r["value"]) for r in rows if r["metric"] == "num_evaluated"]
     assert evaluated == [test_size] * 3
 
@@ -52,3 +64,9 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path):
     rank1 = (records / "rank1.txt").read_text().splitlines()
     assert len(rank0) == 5 and rank0 == rank1  # 3 classifier fits and 2 generator fits
     assert len({line.split()[1] for line in rank0}) >= 3  # the train set changes as the queue fills
+    # g0 classifier and g1 generator: all real data; then the real share plus the queue.
+    labels = real.train.labels
+    kept_real = sum(round(int((labels == c).sum()) * share) for c in labels.unique())
+    queue_sizes = {"replace-half-real": [40, 40, 40], "accumulate-no-real": [40, 40, 80]}[policy]
+    full = len(labels)
+    assert [int(line.split()[0]) for line in rank0] == [full, full, *(kept_real + q for q in queue_sizes)]

@@ -84,3 +84,63 @@ def test_sigterm_stops_resumably(tiny_run_args, tmp_path, reference):
     resumed = _run(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.csv").read_text() == reference
+
+
+# The data axis of the model-collapse literature: which generated samples and how much real data every
+# training set holds. Each run is killed right after generation 2's generator is saved, so its sampling
+# and filtering run on resume outside any fit.
+POLICIES = {
+    "accumulate-half-real": (("--loop.data_policy", "accumulate", "--loop.real_fraction", "0.5"), [1, 2]),
+    "replace-no-real": (("--loop.data_policy", "replace", "--loop.real_fraction", "0"), [2]),
+}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_every_data_policy_resumes_exactly(tiny_run_args, tmp_path, policy, monkeypatch):
+    flags, queued = POLICIES[policy]
+    extra = ("--loop.generations", "2", *flags)
+    sizes = _record_train_set_sizes(monkeypatch)
+    monkeypatch.chdir(ROOT)
+    SelfLoopCLI(args=tiny_run_args(tmp_path / "reference", *extra))
+    reference = (tmp_path / "reference" / "metrics.csv").read_text()
+
+    args = tiny_run_args(tmp_path / "run", *extra)
+    killed = _run(args, kill_at="after:g2/generator")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "g2/filter" not in json.loads((tmp_path / "run" / "manifest.json").read_text())["completed"]
+    resumed = _run(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.csv").read_text() == reference
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert [s["generation"] for s in manifest["queue"]] == queued
+    assert sorted(p.name for p in (tmp_path / "run" / "queue").glob("*.pt")) == [
+        f"gen_{g:03d}.pt" for g in queued
+    ]
+
+    # Train set sizes, phase after phase: (real share + queue), 40 kept samples per generation.
+    from selfloop.data.digits import ColoredDigitsDataModule
+
+    real_labels = ColoredDigitsDataModule(image_size=16).real.train.labels
+    half = sum(round(int((real_labels == c).sum()) * 0.5) for c in real_labels.unique())
+    full = len(real_labels)
+    expected = {
+        # g0 classifier, g1 generator, g1 classifier, g2 generator, g2 classifier
+        "accumulate-half-real": [full, full, half + 40, half + 40, half + 80],
+        "replace-no-real": [full, full, 40, 40, 40],
+    }[policy]
+    assert sizes == expected
+
+
+def _record_train_set_sizes(monkeypatch) -> list[int]:
+    from selfloop.data.base import SelfLoopDataModule
+
+    sizes: list[int] = []
+    setup = SelfLoopDataModule.setup
+
+    def setup_and_record(self, stage):
+        setup(self, stage)
+        if stage == "fit":
+            sizes.append(len(self.train_set))
+
+    monkeypatch.setattr(SelfLoopDataModule, "setup", setup_and_record)
+    return sizes

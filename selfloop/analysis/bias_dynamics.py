@@ -29,8 +29,11 @@ from selfloop.analysis.runs import GENERATOR_ARCH, Run
 from selfloop.analysis.seed_stats import SeedInterval, bootstrap_t_interval
 from selfloop.analysis.seed_stats import fmt as _fmt
 
-# Fairness scores where 1 means fair: the bias B of these is 1 - value. Other metrics (md) are biases.
-SCORE_METRICS = frozenset({"meo", "di"})
+# Fairness scores where 1 means fair: the bias B of these is 1 - value. Other metrics (md, md_within_class,
+# worst_class_md) are biases.
+SCORE_METRICS = frozenset(
+    {"meo", "di", "meo_within_class", "di_within_class", "worst_class_meo", "worst_class_di"}
+)
 
 
 # Eq. 6 ----------------------------------------------------------------------------------------------------

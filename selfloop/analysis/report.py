@@ -6,9 +6,12 @@ Runs are grouped into experiments (see ``selfloop.analysis.runs``); per group th
 
 * ``fairness_<group>.png``: accuracy, MEO, DI and MD over generations, a line per arch, mean over seeds
   with a shaded +-std band (the paper's figure layout);
+* ``within_class_<group>.png``: MD, MEO and DI computed inside each class over its subgroups, the mean over
+  classes (solid) and the worst class (dashed), a colour per arch, when logged;
 * ``ranked_<group>.png``: ranked subgroup accuracy over generations, a line per rank, a panel per arch;
 * ``ablations_<group>.png`` (Hard ImageNet): accuracy and the three ablation drops per arch;
-* ``generator_<group>.png``: class fidelity of generated samples, u_t and FID, when logged;
+* ``generator_<group>.png``: class fidelity of generated samples (``gen_label_acc``, judged by ``Q_JUDGE``),
+  u_t and FID, when logged;
 * ``metrics_<group>.csv``: every metric's mean, std and n over seeds, per arch and generation;
 * ``trends_<group>.csv``: per arch and metric, the per-seed slope over generations, its mean with a
   t-interval over seeds and the verdict (``selfloop.analysis.trends``);
@@ -51,15 +54,32 @@ from selfloop.analysis.trends import Trend, trends
 
 PROG = "python -m selfloop.analysis.report"
 FAIRNESS_PANELS = (("acc", "Accuracy"), ("meo", "MEO"), ("di", "DI"), ("md", "MD"))
+# Per panel of the within-class figure: title, the mean over classes and the worst class.
+WITHIN_CLASS_PANELS = (
+    ("MD within class", "md_within_class", "worst_class_md"),
+    ("MEO within class", "meo_within_class", "worst_class_meo"),
+    ("DI within class", "di_within_class", "worst_class_di"),
+)
 ABLATION_PANELS = (
     ("acc", "Accuracy"),
     ("drop_object_gray", "Drop: object gray"),
     ("drop_box_gray", "Drop: box gray"),
     ("drop_box_tile", "Drop: box tile"),
 )
+# Who decides whether a generated sample shows its class: the one place the report words it (an independent
+# judge would change this sentence, and the metrics it describes, together).
+Q_JUDGE = (
+    "the generation-0 classifier of the scorer arch (--loop.scorer_arch, default the first of --loop.archs), "
+    "trained on real data only"
+)
+Q_TEXT = (
+    f"Class fidelity gen_label_acc (all samples) and q_t = gen_label_acc_kept (the samples the filter kept): "
+    f"the fraction of a generation's samples labelled as the class they were generated for by {Q_JUDGE}."
+)
+CLASS_FIDELITY = ("gen_label_acc", "gen_label_acc_kept")
 # Panels of the generator figure: title and the generator metrics drawn in it.
 GENERATOR_PANELS = (
-    ("Class fidelity (f_0 agrees)", ("gen_label_acc", "gen_label_acc_kept")),
+    ("Class fidelity (judge: scorer's f_0)", CLASS_FIDELITY),
     ("Unbalanced generation u_t", ("u_t",)),
     ("FID", ("fid_raw", "fid_kept")),
 )
@@ -87,16 +107,18 @@ def _series(runs: Sequence[Run], metric: str, arch: str) -> tuple[list[int], lis
     return [r["generation"] for r in rows], [r["mean"] for r in rows], [r["std"] for r in rows]
 
 
-def _draw(ax: Any, runs: Sequence[Run], metric: str, arch: str, label: str) -> bool:
-    """A mean line with a +-std band; False when there is nothing to draw."""
+def _draw(
+    ax: Any, runs: Sequence[Run], metric: str, arch: str, label: str, **style: Any
+) -> dict[str, Any] | None:
+    """A mean line with a +-std band; returns its ``{"color": ...}``, None when there is nothing to draw."""
     x, mean, std = _series(runs, metric, arch)
     if not x:
-        return False
-    (line,) = ax.plot(x, mean, marker="o", label=label)
+        return None
+    (line,) = ax.plot(x, mean, marker="o", label=label, **style)
     lo = [m - s for m, s in zip(mean, std, strict=True)]
     hi = [m + s for m, s in zip(mean, std, strict=True)]
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    return True
+    return {"color": line.get_color()}
 
 
 def _finish(fig: Any, axes: Sequence[Any], title: str, path: Path) -> Path:
@@ -126,6 +148,33 @@ def _panel_figure(
     for ax, (metric, label) in zip(axes[0], panels, strict=True):
         for arch in archs:
             _draw(ax, runs, metric, arch, arch)
+        ax.set_title(label)
+    return _finish(fig, axes[0], title, path)
+
+
+def within_class_figure(runs: Sequence[Run], title: str, path: Path) -> Path | None:
+    """Disparities inside each class over generations: a panel per MD / MEO / DI, per arch the mean over
+    classes (solid) and the worst class (dashed) in one colour.
+
+    Args:
+        runs: runs of one group.
+        title: the figure title.
+        path: the PNG to write.
+
+    Returns:
+        The PNG, or None when no run logged a within-class metric.
+    """
+    logged = metric_names(runs)
+    panels = [p for p in WITHIN_CLASS_PANELS if {p[1], p[2]} & logged]
+    archs = _archs(runs)
+    if not panels or not archs:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (label, mean_metric, worst_metric) in zip(axes[0], panels, strict=True):
+        for arch in archs:
+            colour = _draw(ax, runs, mean_metric, arch, f"{arch} mean over classes") or {}
+            _draw(ax, runs, worst_metric, arch, f"{arch} worst class", linestyle="--", **colour)
         ax.set_title(label)
     return _finish(fig, axes[0], title, path)
 
@@ -271,7 +320,7 @@ def _fit_section(
         _write_csv(out / f"eq6_{group}_A_t.csv", fit.a_t),
         _write_csv(out / f"eq6_{group}_comparison.csv", fit.comparison_rows()),
     ]
-    markdown.write_text(f"# Eq. 6 fit: {group}\n\n{fit.to_markdown()}")
+    markdown.write_text(f"# Eq. 6 fit: {group}\n\n{Q_TEXT}\n\n{fit.to_markdown()}")
     return {"fit": fit, "files": [markdown.name, *(f.name for f in files)]}
 
 
@@ -284,8 +333,15 @@ EQ6_METHOD = (
     "No change (A = 1), a constant factor per arch (A = c_M) and eq. 6 are fitted on the early generations "
     "and predict the last ones; per seed, the log of a simpler model's held-out MSE minus a richer one's "
     "(above 0: the richer predicts better), with a bootstrap-t interval over seeds. q_t / u_t are said to "
-    "explain the dynamics only when the interval for eq. 6 over the constant factor lies above 0."
+    "explain the dynamics only when the interval for eq. 6 over the constant factor lies above 0. "
+    f"q_t is {Q_METRIC}, judged by {Q_JUDGE}."
 )
+
+
+def _trend_method(found: Sequence[Trend]) -> str:
+    """The method, and who judged the class fidelity where its trend is in the table."""
+    judged = any(t.arch == GENERATOR_ARCH and t.metric in CLASS_FIDELITY for t in found)
+    return f"{TREND_METHOD} {Q_TEXT}" if judged else TREND_METHOD
 
 
 def trend_table(found: Sequence[Trend]) -> list[dict[str, Any]]:
@@ -347,7 +403,7 @@ def verdicts_markdown(found: Sequence[Trend], eq6: Sequence[dict[str, Any]]) -> 
         found: the trends.
         eq6: ``eq6_table``'s rows.
     """
-    lines = ["# Verdicts", "", "## Trends over generations", "", TREND_METHOD, ""]
+    lines = ["# Verdicts", "", "## Trends over generations", "", _trend_method(found), ""]
     table = trend_table(found)
     lines += (
         _markdown_table(table, list(table[0]) if table else ["group"]) if table else ["(no metric logged)"]
@@ -403,6 +459,10 @@ def write_report(
                 "Accuracy and fairness",
                 _panel_figure(members, FAIRNESS_PANELS, archs, label, out / f"fairness_{group}.png"),
             ),
+            (
+                "Disparities within classes",
+                within_class_figure(members, label, out / f"within_class_{group}.png"),
+            ),
             ("Ranked subgroup accuracy", ranked_figure(members, label, out / f"ranked_{group}.png")),
             (
                 "Hard ImageNet ablations",
@@ -449,6 +509,17 @@ def write_report(
     return index
 
 
+FIGURE_NOTES = {
+    "Disparities within classes": (
+        "MD, MEO and DI computed per class over that class's subgroups: solid, the mean over classes "
+        "(md_within_class, meo_within_class, di_within_class); dashed, the worst class (worst_class_md, "
+        "worst_class_meo, worst_class_di). They compare subgroups of one class, where the pooled metrics "
+        "compare subgroup positions across classes."
+    ),
+    "Generated data": Q_TEXT,
+}
+"""Text under a figure's heading in ``index.html``, by heading."""
+
 _TREND_COLUMNS = (
     "group", "arch", "metric", "verdict", "mean_slope", "low", "high", "level", "method", "n_seeds", "seeds",
     "sentence",
@@ -472,7 +543,7 @@ def _html(
         "</head><body>",
         "<h1>Self-consuming loop report</h1>",
         '<h2 id="verdicts">Verdicts</h2>',
-        f"<h3>Trends over generations</h3><p>{esc(TREND_METHOD)}</p>",
+        f"<h3>Trends over generations</h3><p>{esc(_trend_method(found))}</p>",
         _html_table(trend_table(found)),
         f"<h3>Eq. 6: do q_t / u_t explain bias dynamics?</h3><p>{esc(EQ6_METHOD)}</p>",
         _html_table(
@@ -537,6 +608,8 @@ def _html(
         )
         for title, path in s["figures"]:
             parts.append(f"<h3>{esc(title)}</h3>")
+            if title in FIGURE_NOTES:
+                parts.append(f"<p>{esc(FIGURE_NOTES[title])}</p>")
             parts.append(f'<img src="{esc(path.name)}" alt="{esc(title)}: {esc(s["label"])}">')
         group_fid = [r for r in fid if r["group"] == s["group"]]
         if group_fid:

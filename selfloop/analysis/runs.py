@@ -3,11 +3,10 @@
 A run directory (see ``selfloop.run.layout.RunDirectory``) holds ``config.yaml`` (the resolved CLI config),
 ``manifest.json`` (the phases completed) and ``metrics.csv`` (``generation, arch, seed, metric, value``).
 Runs are grouped into *experiments*: two runs belong to the same group when their configs agree on every
-setting except those in ``IGNORED_KEYS`` (the seed, where the run is written, and settings that cannot
-change a result), so the runs of one group differ only by seed and their metrics can be averaged.
-
-Only the standard library, numpy and PyYAML (a dependency of jsonargparse) are used, so loading needs
-neither torch nor pandas.
+setting except those in ``IGNORED_KEYS`` (the seed, and the settings that a resumed run may change because
+they cannot change a result), so the runs of one group differ only by seed and their metrics can be
+averaged. The config is flattened and the phase keys are spelled by the run directory's own code
+(``selfloop.run.compat``, ``selfloop.run.phases``), so the analysis reads a run the way the loop wrote it.
 """
 
 from __future__ import annotations
@@ -27,22 +26,21 @@ from typing import Any
 import numpy as np
 import yaml
 
-# Dotted config keys that do not define an experiment: the seed (it is what varies within a group),
-# where the run and the data live, and switches that only change logging or data-loading speed. A key
-# names a subtree too (``config`` drops every ``config.*``).
+from selfloop.run.compat import HARMLESS_KEYS, flatten
+from selfloop.run.phases import Phase
+
+# Dotted config keys that do not define an experiment (a key names its subtree too: ``config`` drops every
+# ``config.*``). They are the keys a resumed run may change (``HARMLESS_KEYS``: where the run and the data
+# live, logging and loading switches), and two more:
+#   * ``loop.seed`` is what varies within a group;
+#   * ``trainer.default_root_dir`` only places Lightning's own files (the loop writes into the run dir).
+# ``loop.generations`` is harmless to a resume (it extends a run) but still defines an experiment here:
+# runs of different lengths give per-seed trends over different spans, which are not samples of one slope.
+GROUP_DEFINING_HARMLESS_KEYS = ("loop.generations",)
 IGNORED_KEYS: tuple[str, ...] = (
-    "seed_everything",
+    *(k for k in HARMLESS_KEYS if k not in GROUP_DEFINING_HARMLESS_KEYS),
     "loop.seed",
-    "loop.run_dir",
-    "loop.root",
-    "loop.name",
-    "data.init_args.root",
-    "data.init_args.num_workers",
-    "config",
-    "ckpt_path",
     "trainer.default_root_dir",
-    "trainer.logger",
-    "trainer.enable_progress_bar",
 )
 
 GENERATOR_ARCH = "generator"
@@ -125,7 +123,7 @@ def config_panel(config: Mapping[str, Any]) -> list[str]:
 
 
 def required_phases(config: Mapping[str, Any]) -> list[str]:
-    """Manifest keys a finished run has: ``g<n>/classifier/<arch>`` for n = 0..generations, every arch.
+    """Manifest keys a finished run has: the classifier phase of every arch in generations 0..N.
 
     Classifier phases are the last of each generation, and generation n's classifiers need its filter
     phase, so these keys imply every other phase.
@@ -139,7 +137,7 @@ def required_phases(config: Mapping[str, Any]) -> list[str]:
         raise RunLoadError(
             "the config names no loop.generations or no classifier arch (loop.archs / model.arch)"
         )
-    return [f"g{n}/classifier/{arch}" for n in range(generations + 1) for arch in archs]
+    return [Phase.classifier(n, arch).key for n in range(generations + 1) for arch in archs]
 
 
 def run_finished(path: str | Path) -> bool:
@@ -160,34 +158,19 @@ def run_finished(path: str | Path) -> bool:
         return False
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys (``{"data": {"init_args": {"bias": ...}}}`` -> ``data.init_args.bias``).
-
-    Args:
-        config: the nested config.
-        prefix: prepended to every key (used by the recursion).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_config(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def group_config(config: Mapping[str, Any], ignored: Sequence[str] = IGNORED_KEYS) -> dict[str, Any]:
-    """The flattened config minus the ignored keys (and their subtrees).
+    """The config flattened as the resume check flattens it (``selfloop.run.compat.flatten``), minus the
+    ignored keys and their subtrees.
+
+    An empty mapping flattens to no key at all, so ``init_args: {}`` and a missing ``init_args`` give the
+    same group; ``None`` stays a value.
 
     Args:
         config: the nested config.
         ignored: dotted keys to leave out.
     """
     return {
-        k: v
-        for k, v in flatten_config(config).items()
-        if not any(k == i or k.startswith(f"{i}.") for i in ignored)
+        k: v for k, v in flatten(config).items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)
     }
 
 

@@ -23,9 +23,10 @@ from scipy import stats
 from selfloop.analysis.bias_dynamics import SCORE_METRICS
 from selfloop.analysis.runs import GENERATOR_ARCH, Run, by_group
 from selfloop.analysis.seed_stats import SeedInterval, fmt, t_interval
+from selfloop.metrics.fairness import WITHIN_CLASS_KEYS
 
 Verdict = Literal["increases", "decreases", "no detectable change"]
-CLASSIFIER_METRICS = ("acc", "md", "meo", "di", "worst_group_acc")
+CLASSIFIER_METRICS = ("acc", "md", "meo", "di", "worst_group_acc", *WITHIN_CLASS_KEYS)
 GENERATOR_METRICS = ("gen_label_acc", "gen_label_acc_kept", "u_t", "fid_raw", "fid_kept")
 MIN_SEEDS = 3
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
@@ -32,6 +33,8 @@ class GenerationPlan:
         kept_per_class: survivors per class (S / number of classes).
         class_names: a name per class.
         grid_per_class: kept samples per class shown in the sample grid.
+        world_size: the run's processes: candidates are sampled in that many slices, slice r with seed
+            + r, whether by that many ranks or, on resume, by one process.
         human_review: stop for a person's review of the filter's decisions.
         resume_command: the command that resumes this run (shown when review stops it).
     """
@@ -39,6 +42,7 @@ class GenerationPlan:
     generation: int
     kept_per_class: int
     class_names: list[str]
+    world_size: int = 1
     grid_per_class: int = 8
     human_review: bool = False
     resume_command: str | None = None
@@ -68,7 +72,9 @@ class GenerationController(Callback):
 
     Each step is recorded in the manifest with the hash of the file it wrote, so a resumed run
     restarts at the first unfinished step (``resume``), and a damaged shard is rebuilt from the
-    saved candidates (``rebuild_shard``) instead of being used.
+    saved candidates (``rebuild_shard``) instead of being used. Both run outside any fit, given a
+    Lightning ``Strategy`` (a ``SingleDeviceStrategy`` in the one process that resumes), and write
+    what an uninterrupted run writes.
 
     Args:
         plan: what this generation produces.
@@ -80,6 +86,7 @@ class GenerationController(Callback):
         unbalance: metrics of kept images and their labels: ``u_t``, how far their subgroup mix is from
             the real set's, and ``subgroup_ambiguous_frac`` (``None`` where the data set has no subgroup
             oracle).
+        stop_check: raises when a stop signal arrived; called between sampling, filtering and pushing.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class GenerationController(Callback):
         judge: ImageClassifier,
         fid: FidTracker | None = None,
         unbalance: Callable[[Tensor, Tensor], dict[str, float]] | None = None,
+        stop_check: Callable[[], None] = lambda: None,
     ) -> None:
         self.plan = plan
         self.runner = runner
@@ -99,6 +107,7 @@ class GenerationController(Callback):
         self.judge = judge
         self.fid = fid
         self.unbalance = unbalance
+        self.stop_check = stop_check
 
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -111,18 +120,21 @@ class GenerationController(Callback):
             # e.g. the LoRA in the format a stock diffusers pipeline loads
             pl_module.save_artifacts(self.runner.run.generation_dir(n))
         self.runner.complete(Phase.generator(n))
-        self.resume(trainer, pl_module)
+        self.resume(trainer.strategy, pl_module)
 
-    def resume(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
+    def resume(self, strategy: Strategy, generator: ConditionalGenerator) -> None:
         """Run the sampling and filtering steps that are not finished yet."""
         n = self.plan.generation
         if not self.runner.done(Phase.sample(n)):
-            self._sample(trainer, generator)
+            self.stop_check()
+            self._sample(strategy, generator)
         if not self.runner.done(Phase.filter(n)):
-            survivors = self._select(*self._load_candidates(), trainer)
-            self._push(trainer, survivors)
+            self.stop_check()
+            survivors = self._select(*self._load_candidates(), strategy)
+            self.stop_check()
+            self._push(strategy, survivors)
 
-    def rebuild_shard(self, trainer: L.Trainer, load_generator: Callable[[], ConditionalGenerator]) -> None:
+    def rebuild_shard(self, strategy: Strategy, load_generator: Callable[[], ConditionalGenerator]) -> None:
         """Rewrite this generation's damaged queue shard from its saved candidates.
 
         Filtering is deterministic (fixed seeds, saved f_{n-1}), so the rebuilt shard is the one the
@@ -131,45 +143,44 @@ class GenerationController(Callback):
         """
         n = self.plan.generation
         if not self.runner.done(Phase.sample(n)):
-            generator = load_generator()
-            self._sample(trainer, generator)
-        survivors = self._select(*self._load_candidates(), trainer)
-        if trainer.is_global_zero:
+            self._sample(strategy, load_generator().to(strategy.root_device))
+        survivors = self._select(*self._load_candidates(), strategy)
+        if strategy.is_global_zero:
             rebuilt = self.runner.queue.rewrite(n, survivors.images, survivors.labels, survivors.scores)
             if not rebuilt:
                 rank_zero_warn(
                     f"generation {n}: the rebuilt shard differs from the original; the manifest now records it"
                 )
-        self.runner.queue.shards = trainer.strategy.broadcast(self.runner.queue.shards, src=0)
+        self.runner.queue.shards = strategy.broadcast(self.runner.queue.shards, src=0)
         self.runner.save_manifest()
-        trainer.strategy.barrier()
+        strategy.barrier()
 
     def _load_candidates(self) -> tuple[Tensor, Tensor]:
         candidates = torch.load(self.runner.run.candidates_file(self.plan.generation), weights_only=True)
         return candidates["images"], candidates["labels"]
 
-    def _sample(self, trainer: L.Trainer, generator: ConditionalGenerator) -> None:
+    def _sample(self, strategy: Strategy, generator: ConditionalGenerator) -> None:
         plan = self.plan
         per_class = self.sample_filter.candidates_per_class(plan.kept_per_class)
         labels = torch.arange(len(plan.class_names)).repeat_interleave(per_class)
         phase = Phase.sample(plan.generation)
         seed = phase.seed(self.runner.base_seed)
         rank_zero_info(f"[selfloop] generation {plan.generation}: sampling {len(labels)} candidates")
-        images = _sample_across_ranks(trainer, generator, labels, seed)
+        images = _sample_across_ranks(strategy, generator, labels, seed, plan.world_size)
         candidates = {"images": images, "labels": labels}
-        self.runner.save(self.runner.run.candidates_file(plan.generation), candidates, trainer.strategy)
+        self.runner.save(self.runner.run.candidates_file(plan.generation), candidates, strategy)
         self.runner.complete(phase)
 
-    def _select(self, images: Tensor, labels: Tensor, trainer: L.Trainer) -> Survivors:
+    def _select(self, images: Tensor, labels: Tensor, strategy: Strategy) -> Survivors:
         plan = self.plan
-        device = trainer.strategy.root_device
+        device = strategy.root_device
         seed = Phase.filter(plan.generation).seed(self.runner.base_seed)
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
         result = self.sample_filter(images, labels, context, plan.kept_per_class)
         if plan.human_review:
             result = replace(result, keep=self._reviewed(images, labels, result))
         # Rank 0 decides; every rank trains on exactly the samples rank 0 writes into the shard.
-        result = replace(result, keep=trainer.strategy.broadcast(result.keep, src=0))
+        result = replace(result, keep=strategy.broadcast(result.keep, src=0))
         if self._is_global_zero():
             write_audit(
                 self.runner.run.audit_dir(plan.generation),
@@ -210,7 +221,7 @@ class GenerationController(Callback):
     def _is_global_zero() -> bool:
         return rank_zero_only.rank == 0
 
-    def _push(self, trainer: L.Trainer, survivors: Survivors) -> None:
+    def _push(self, strategy: Strategy, survivors: Survivors) -> None:
         plan = self.plan
         rank_zero_info(
             f"[selfloop] generation {plan.generation}: kept {len(survivors.labels)}, gen_label_acc raw "
@@ -219,30 +230,31 @@ class GenerationController(Callback):
         self.runner.metrics.log(plan.generation, "generator", survivors.metrics)
         queue = self.runner.queue
         evicted = []
-        if trainer.is_global_zero:
+        if strategy.is_global_zero:
             evicted = queue.push(plan.generation, survivors.images, survivors.labels, survivors.scores)
             grid = self.runner.run.sample_grid(plan.generation)
             save_sample_grid(grid, survivors.images, survivors.labels, plan.grid_per_class)
         # Only rank 0 wrote the shard; every rank adopts its view of the queue.
-        queue.shards, evicted = trainer.strategy.broadcast((queue.shards, evicted), src=0)
+        queue.shards, evicted = strategy.broadcast((queue.shards, evicted), src=0)
         self.runner.complete(Phase.filter(plan.generation))
-        if trainer.is_global_zero:
+        if strategy.is_global_zero:
             queue.discard(evicted)
-        trainer.strategy.barrier()
+        strategy.barrier()
 
 
 def _sample_across_ranks(
-    trainer: L.Trainer, generator: ConditionalGenerator, labels: Tensor, seed: int
+    strategy: Strategy, generator: ConditionalGenerator, labels: Tensor, seed: int, world_size: int
 ) -> Tensor:
-    """Every rank samples its slice of ``labels`` with its own seed; the slices are gathered in order."""
-    world, rank = trainer.world_size, trainer.global_rank
-    if world == 1:
-        return generator.sample(labels, seed=seed)
-    chunks = labels.tensor_split(world)
-    mine = generator.sample(chunks[rank], seed=seed + rank)
+    """Slice r of ``labels`` (of ``world_size``) is sampled with seed + r, and the slices are joined in
+    order: by every rank its own slice, or by one process all of them, with the same result."""
+    slices = labels.tensor_split(world_size)
+    if getattr(strategy, "world_size", 1) == 1:
+        return torch.cat([generator.sample(s, seed=seed + r) for r, s in enumerate(slices)])
+    rank = strategy.global_rank
+    mine = generator.sample(slices[rank], seed=seed + rank)
     # all_gather needs equal shapes: pad every slice to the longest, then trim.
-    size = max(len(c) for c in chunks)
+    size = max(len(s) for s in slices)
     padded = torch.zeros(size, *mine.shape[1:], dtype=mine.dtype)
     padded[: len(mine)] = mine
-    gathered = trainer.strategy.all_gather(padded.to(trainer.strategy.root_device)).cpu()
-    return torch.cat([gathered[r][: len(chunks[r])] for r in range(world)])
+    gathered = strategy.all_gather(padded.to(strategy.root_device)).cpu()
+    return torch.cat([gathered[r][: len(slices[r])] for r in range(world_size)])

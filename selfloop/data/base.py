@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from selfloop.data.device_batches import DeviceBatches
 from selfloop.data.image_set import ImageSet, collate_batch
 
 
@@ -36,6 +37,12 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
         batch_size: images per batch for every loader.
         num_workers: DataLoader worker processes (0 keeps loading in the main process; batches are
             tensor gathers, so workers rarely pay off).
+        device_batches: keep the train and validation sets on the training device and gather every
+            batch there (:class:`~selfloop.data.device_batches.DeviceBatches`) instead of a CPU
+            DataLoader plus a copy per step. Same batches in the same order, bit for bit, and the
+            same random numbers drawn, so a run's metrics are identical. Meant for small images
+            (28-32 px), whose whole set takes a few hundred MB at most; one process only (not DDP), no
+            workers.
     """
 
     num_classes: int
@@ -49,16 +56,25 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
     # split, or (data sets with object masks and no subgroups) accuracy under object ablations.
     evaluation: Literal["subgroups", "ablations"] = "subgroups"
 
-    def __init__(self, root: str = "data", batch_size: int = 64, num_workers: int = 0) -> None:
+    def __init__(
+        self, root: str = "data", batch_size: int = 64, num_workers: int = 0, device_batches: bool = False
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"--data.batch_size must be >= 1, got {batch_size}")
+        if device_batches and num_workers > 0:
+            raise ValueError(
+                "--data.init_args.device_batches true gathers batches on the device in the main process; "
+                f"set --data.init_args.num_workers 0 (got {num_workers})"
+            )
         self.root = root
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.device_batches = device_batches
         self.loader_seed = 0
         self._real: RealSplits | None = None
         self._generated: ImageSet | None = None
+        self._real_index: torch.Tensor | None = None
         self.train_set: ImageSet | None = None
 
     @property
@@ -87,25 +103,34 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
         """The subgroup-labelled test split used for every fairness evaluation."""
         return self.real.test
 
-    def set_generated(self, generated: ImageSet | None) -> None:
-        """Hand over the generated images (the queue's contents) for the next phases."""
+    def set_generated(self, generated: ImageSet | None, real_index: torch.Tensor | None = None) -> None:
+        """Hand over the generated images (the queue's contents) for the next phases, and which real
+        training images go with them (``None``: all)."""
         self._generated = generated
+        self._real_index = real_index
 
     def setup(self, stage: str) -> None:
-        parts = [self.real.train]
+        real = self.real.train
+        parts = [real if self._real_index is None else real.subset(self._real_index)]
         if self._generated is not None and len(self._generated):
             parts.append(self._generated)
         self.train_set = ImageSet.concat(parts)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         # An explicit generator keyed to the phase makes the order independent of global RNG state.
         generator = torch.Generator().manual_seed(self.loader_seed)
         return self._loader(self.train_set, shuffle=True, generator=generator)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.real.val, shuffle=False)
 
-    def _loader(self, data: ImageSet, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def _loader(
+        self, data: ImageSet, shuffle: bool, generator: torch.Generator | None = None
+    ) -> DataLoader | DeviceBatches:
+        if self.device_batches:
+            return DeviceBatches(
+                data, self.batch_size, shuffle=shuffle, generator=generator, device=self._batch_device()
+            )
         return DataLoader(
             data,
             batch_size=self.batch_size,
@@ -115,3 +140,15 @@ class SelfLoopDataModule(L.LightningDataModule, ABC):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _batch_device(self) -> torch.device:
+        """The device ``device_batches`` gathers on: the attached Trainer's, else the CPU."""
+        trainer = self.trainer
+        if trainer is None:
+            return torch.device("cpu")
+        if trainer.world_size > 1:
+            raise ValueError(
+                f"--data.init_args.device_batches true runs on one device, but this run has {trainer.world_size} "
+                "processes; set it false there (the DataLoader path gives every process its own shard)"
+            )
+        return trainer.strategy.root_device

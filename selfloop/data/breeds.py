@@ -58,22 +58,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
-from torchvision.io import ImageReadMode
 
-from selfloop.data.base import RealSplits, SelfLoopDataModule
+from selfloop.data.base import RealSplits
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
-from selfloop.data.image_files import read_image, shown_path
+from selfloop.data.image_files import (
+    GET_IMAGENET,
+    ImageNetFoldersDataModule,
+    ResizeMode,
+    check_limit,
+    load_in_threads,
+    shown_path,
+)
 from selfloop.data.image_set import ImageSet
-from selfloop.data.splits import check_holdout_args, validation_holdout
+from selfloop.data.splits import validation_holdout
 
 __all__ = [
     "BREEDS_BENCHMARKS",
@@ -120,12 +124,6 @@ _GET_BREEDS = (
     f"Download dataset_class_info.json, class_hierarchy.txt and node_names.txt from {BREEDS_URL} "
     "(or run robustness.tools.breeds_helpers.setup_breeds) into one folder and pass it as "
     "--data.init_args.info_dir."
-)
-_GET_IMAGENET = (
-    "ImageNet (ILSVRC 2012) comes from https://image-net.org/download.php (registration required); its "
-    "val images must be sorted into one folder per wnid (val/<wnid>/ILSVRC2012_val_*.JPEG, e.g. with "
-    "torchvision.datasets.ImageNet or the usual valprep.sh). Pass the folder holding train/ and val/ as "
-    "--data.init_args.imagenet_root."
 )
 
 
@@ -343,7 +341,7 @@ def _read_columns(path: Path, sep: str | None, expected: str) -> list[tuple[str,
 # The data module -------------------------------------------------------------------------------
 
 
-class BreedsDataModule(SelfLoopDataModule):
+class BreedsDataModule(ImageNetFoldersDataModule):
     """A BREEDS benchmark: ImageNet superclasses, their subclasses the hidden subgroups (see the module docstring).
 
     ``num_classes`` and ``num_subgroups`` come from the hierarchy files, read on first use (the
@@ -378,8 +376,6 @@ class BreedsDataModule(SelfLoopDataModule):
         num_workers: DataLoader worker processes.
     """
 
-    channels = 3
-
     def __init__(
         self,
         root: str = "data",
@@ -391,7 +387,7 @@ class BreedsDataModule(SelfLoopDataModule):
         test_split: str = "val",
         image_size: int = 224,
         resize_size: int | None = None,
-        resize_mode: Literal["shorter_side", "square"] = "shorter_side",
+        resize_mode: ResizeMode = "shorter_side",
         train_limit: int | None = None,
         test_limit: int | None = None,
         val_fraction: float = 0.1,
@@ -400,7 +396,11 @@ class BreedsDataModule(SelfLoopDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            root=root, imagenet_root=imagenet_root, image_size=image_size, resize_size=resize_size,
+            resize_mode=resize_mode, train_limit=train_limit, val_fraction=val_fraction, split_seed=split_seed,
+            decode_threads=decode_threads, batch_size=batch_size, num_workers=num_workers,
+        )  # fmt: skip
         if benchmark not in BREEDS_BENCHMARKS:
             raise ValueError(
                 f"--data.init_args.benchmark must be one of {', '.join(BREEDS_BENCHMARKS)}, got {benchmark!r}"
@@ -414,31 +414,13 @@ class BreedsDataModule(SelfLoopDataModule):
                 "--data.init_args.subclasses_per_class must be even and >= 2 (half source, half target), "
                 f"got {per_class}"
             )
-        if image_size < 1:
-            raise ValueError(f"--data.init_args.image_size must be >= 1, got {image_size}")
-        resize_size = resize_size if resize_size is not None else round(image_size * 256 / 224)
-        if resize_size < image_size:
-            raise ValueError(
-                f"--data.init_args.resize_size ({resize_size}) must be >= --data.init_args.image_size "
-                f"({image_size})"
-            )
-        check_holdout_args(val_fraction, train_limit)
-        if test_limit is not None and test_limit < 1:
-            raise ValueError(f"--data.init_args.test_limit must be >= 1 or null, got {test_limit}")
+        check_limit("test_limit", test_limit)
         self.benchmark = benchmark
         self.spec = BreedsSpec(spec.level, spec.ancestor, per_class)
-        self.imagenet_root = Path(imagenet_root if imagenet_root is not None else Path(root) / "imagenet")
         self.info_dir = Path(info_dir if info_dir is not None else Path(root) / "breeds")
         self.domain = domain
         self.test_split = test_split
-        self.image_size = image_size
-        self.resize_size = resize_size
-        self.resize_mode = resize_mode
-        self.train_limit = train_limit
         self.test_limit = test_limit
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.decode_threads = max(1, decode_threads)
         self._hierarchy: BreedsHierarchy | None = None
         self._subclasses: BreedsSubclasses | None = None
 
@@ -514,7 +496,7 @@ class BreedsDataModule(SelfLoopDataModule):
         if not folder.is_dir():
             raise DatasetNotFoundError(
                 f"ImageNet {split} folder not found: {shown_path(folder)} does not exist; it holds one folder "
-                f"of images per wnid ({split}/<wnid>/*.JPEG). {_GET_IMAGENET}"
+                f"of images per wnid ({split}/<wnid>/*.JPEG). {GET_IMAGENET}"
             )
         paths, labels, subgroups = [], [], []
         for label, members in enumerate(self.subclass_wnids):
@@ -540,30 +522,15 @@ class BreedsDataModule(SelfLoopDataModule):
             name = _first_name(self.hierarchy.leaf_names.get(wnid, wnid))
             raise DatasetNotFoundError(
                 f"no ImageNet {folder.name} images of the BREEDS subclass {wnid} ({name}, superclass "
-                f"{self.class_names[label]}) in {shown_path(sub)}: expected {sub}/*.JPEG. {_GET_IMAGENET}"
+                f"{self.class_names[label]}) in {shown_path(sub)}: expected {sub}/*.JPEG. {GET_IMAGENET}"
             )
         return images
 
     def _decode(self, paths: Sequence[Path]) -> Tensor:
         size = self.image_size
         images = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
-        with ThreadPoolExecutor(self.decode_threads) as pool:
-            for i, image in enumerate(pool.map(self._load, paths)):
-                images[i] = image
+        load_in_threads(paths, lambda path: (self.crop.read(path),), (images,), self.decode_threads)
         return images
-
-    def _load(self, path: Path) -> Tensor:
-        image = read_image(path, ImageReadMode.RGB)
-        if self.resize_mode == "square":
-            shape = [self.resize_size, self.resize_size]
-        else:
-            height, width = image.shape[-2:]
-            scale = self.resize_size / min(height, width)
-            shape = [
-                max(self.resize_size, round(height * scale)),
-                max(self.resize_size, round(width * scale)),
-            ]
-        return TF.center_crop(TF.resize(image, shape, antialias=True), [self.image_size] * 2)
 
 
 def _first_name(name: str) -> str:

@@ -43,19 +43,25 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from torchvision.io import ImageReadMode
 from torchvision.transforms import InterpolationMode
 
-from selfloop.data.base import RealSplits, SelfLoopDataModule
+from selfloop.data.base import RealSplits
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
-from selfloop.data.image_files import read_image, shown_path
+from selfloop.data.image_files import (
+    GET_IMAGENET,
+    ImageNetFoldersDataModule,
+    ResizeMode,
+    check_limit,
+    load_in_threads,
+    read_image,
+    shown_path,
+)
 from selfloop.data.image_set import ImageSet
 from selfloop.data.safe_pickle import NUMPY_GLOBALS, load_restricted
 from selfloop.data.segmented import SegmentedImages, boxes_from_masks
@@ -72,15 +78,9 @@ _GET_RELEASE = (
     "so that it holds train/, val/ and meta/; pass that folder as --data.init_args.hard_imagenet_root "
     "(and --data.init_args.mask_root if the masks live elsewhere)."
 )
-_GET_IMAGENET = (
-    "ImageNet (ILSVRC 2012) comes from https://image-net.org/download.php (registration required); its "
-    "val images must be sorted into one folder per wnid (val/<wnid>/ILSVRC2012_val_*.JPEG, e.g. with "
-    "torchvision.datasets.ImageNet or the usual valprep.sh). Pass the folder holding train/ and val/ as "
-    "--data.init_args.imagenet_root."
-)
 
 
-class HardImageNetDataModule(SelfLoopDataModule):
+class HardImageNetDataModule(ImageNetFoldersDataModule):
     """Hard ImageNet: ImageNet images of 15 classes with object masks (see the module docstring).
 
     Images are kept in memory as uint8 ``(N, 3, image_size, image_size)``; the test split's masks
@@ -110,7 +110,6 @@ class HardImageNetDataModule(SelfLoopDataModule):
 
     num_classes = 15
     num_subgroups = 1
-    channels = 3
     evaluation = "ablations"
 
     def __init__(
@@ -121,7 +120,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
         mask_root: str | None = None,
         image_size: int = 224,
         resize_size: int | None = None,
-        resize_mode: Literal["square", "shorter_side"] = "square",
+        resize_mode: ResizeMode = "square",
         train_limit: int | None = None,
         val_limit: int | None = None,
         val_fraction: float = 0.1,
@@ -130,32 +129,17 @@ class HardImageNetDataModule(SelfLoopDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(root=root, batch_size=batch_size, num_workers=num_workers)
-        if image_size < 1:
-            raise ValueError(f"--data.image_size must be >= 1, got {image_size}")
-        resize_size = resize_size if resize_size is not None else round(image_size * 256 / 224)
-        if resize_size < image_size:
-            raise ValueError(
-                f"--data.resize_size ({resize_size}) must be >= --data.image_size ({image_size})"
-            )
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"--data.val_fraction must be in (0, 1), got {val_fraction}")
-        for flag, limit in (("train_limit", train_limit), ("val_limit", val_limit)):
-            if limit is not None and limit < 1:
-                raise ValueError(f"--data.{flag} must be >= 1 (or null for all images), got {limit}")
-        self.imagenet_root = Path(imagenet_root if imagenet_root is not None else Path(root) / "imagenet")
+        super().__init__(
+            root=root, imagenet_root=imagenet_root, image_size=image_size, resize_size=resize_size,
+            resize_mode=resize_mode, train_limit=train_limit, val_fraction=val_fraction, split_seed=split_seed,
+            decode_threads=decode_threads, batch_size=batch_size, num_workers=num_workers,
+        )  # fmt: skip
+        check_limit("val_limit", val_limit)
         self.hard_imagenet_root = Path(
             hard_imagenet_root if hard_imagenet_root is not None else Path(root) / "hard_imagenet"
         )
         self.mask_root = Path(mask_root) if mask_root is not None else self.hard_imagenet_root
-        self.image_size = image_size
-        self.resize_size = resize_size
-        self.resize_mode = resize_mode
-        self.train_limit = train_limit
         self.val_limit = val_limit
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.decode_threads = max(1, decode_threads)
         self._meta: tuple[list[str], list[str]] | None = None
         self._segmented_test: SegmentedImages | None = None
 
@@ -246,7 +230,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
                 image = self.imagenet_root / "train" / wnid / mask.name[len(wnid) + 1 :]
                 if not image.is_file():
                     raise DatasetNotFoundError(
-                        f"the mask {mask} has no ImageNet image: {image} does not exist. {_GET_IMAGENET}"
+                        f"the mask {mask} has no ImageNet image: {image} does not exist. {GET_IMAGENET}"
                     )
                 pairs.append((image, mask))
                 labels.append(label)
@@ -262,7 +246,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
             images = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
             if not images:
                 raise DatasetNotFoundError(
-                    f"no ImageNet val images of class {wnid} in {folder}. {_GET_IMAGENET}"
+                    f"no ImageNet val images of class {wnid} in {folder}. {GET_IMAGENET}"
                 )
             for image in images[: self.val_limit]:
                 mask = mask_dir / f"{wnid}_{image.name}"
@@ -279,7 +263,7 @@ class HardImageNetDataModule(SelfLoopDataModule):
     def _split_dir(self, root: Path, split: str, kind: Literal["image", "mask"]) -> Path:
         folder = root / split
         if not folder.is_dir():
-            how = _GET_IMAGENET if kind == "image" else _GET_RELEASE
+            how = GET_IMAGENET if kind == "image" else _GET_RELEASE
             raise DatasetNotFoundError(
                 f"Hard ImageNet {kind} folder not found: {shown_path(folder)} does not exist. {how}"
             )
@@ -288,37 +272,21 @@ class HardImageNetDataModule(SelfLoopDataModule):
     def _decode(self, pairs: Sequence[tuple[Path, Path]], keep_masks: bool) -> tuple[Tensor, Tensor]:
         """uint8 images ``(N, 3, S, S)`` and bool masks ``(N, S, S)`` (empty when not kept)."""
         size = self.image_size
+        images = torch.empty(len(pairs), 3, size, size, dtype=torch.uint8)
+        masks = torch.zeros(len(pairs) if keep_masks else 0, size, size, dtype=torch.bool)
 
-        def load(pair: tuple[Path, Path]) -> tuple[Tensor, Tensor | None]:
-            return self._load_pair(*pair, keep_mask=keep_masks)
+        def load(pair: tuple[Path, Path]) -> tuple[Tensor, ...]:
+            image_path, mask_path = pair
+            image = read_image(image_path, ImageReadMode.RGB)
+            resized = self.crop.resized_shape(image.shape)
+            if not keep_masks:
+                return (self.crop(image, resized),)
+            # Binarised, then resized nearest-neighbour to the image's shape: binary, and aligned with it.
+            mask = (read_image(mask_path, ImageReadMode.UNCHANGED) > 0).any(0, keepdim=True).to(torch.uint8)
+            return self.crop(image, resized), self.crop(mask, resized, InterpolationMode.NEAREST)[0].bool()
 
-        with ThreadPoolExecutor(self.decode_threads) as pool:
-            loaded = list(pool.map(load, pairs))
-        images = torch.empty(len(loaded), 3, size, size, dtype=torch.uint8)
-        masks = torch.zeros(len(loaded) if keep_masks else 0, size, size, dtype=torch.bool)
-        for i, (image, mask) in enumerate(loaded):
-            images[i] = image
-            if keep_masks:
-                masks[i] = mask
+        load_in_threads(pairs, load, (images, masks) if keep_masks else (images,), self.decode_threads)
         return images, masks
-
-    def _load_pair(self, image_path: Path, mask_path: Path, keep_mask: bool) -> tuple[Tensor, Tensor | None]:
-        image = read_image(image_path, ImageReadMode.RGB)
-        resized = self._resized_shape(image.shape[-2:])
-        image = TF.center_crop(TF.resize(image, list(resized), antialias=True), [self.image_size] * 2)
-        if not keep_mask:
-            return image, None
-        mask = (read_image(mask_path, ImageReadMode.UNCHANGED) > 0).any(0, keepdim=True).to(torch.uint8)
-        mask = TF.resize(mask, list(resized), interpolation=InterpolationMode.NEAREST)
-        mask = TF.center_crop(mask, [self.image_size] * 2)
-        return image, mask[0].bool()
-
-    def _resized_shape(self, shape: Sequence[int]) -> tuple[int, int]:
-        if self.resize_mode == "square":
-            return self.resize_size, self.resize_size
-        height, width = int(shape[0]), int(shape[1])
-        scale = self.resize_size / min(height, width)
-        return max(self.resize_size, round(height * scale)), max(self.resize_size, round(width * scale))
 
 
 def _image_set(images: Tensor, labels: Tensor) -> ImageSet:

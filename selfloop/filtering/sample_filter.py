@@ -11,13 +11,20 @@ Two selection rules (``mode``), both applied per class:
   keeps the top 9 bins. Only ``k`` candidates are generated per class (no over-generation), so how
   many survive depends on how the scores spread: at most ``k`` and at least one per class.
 
-Scores are combined across scorers by ``rank_mean``: within each class, each scorer's scores become
-ranks scaled to [0, 1] (ties share their mean rank; scipy's ``rankdata``) and the ranks are averaged.
-Scorers on different scales (a probability, a cosine similarity) thus weigh equally, and a scorer's
-per-class offsets (some class prompts have systematically higher CLIP scores) cannot push one
-class's candidates above another's. A single scorer's raw scores are used as they are. Note that in
-``score_range`` mode rank-mean scores are spread evenly over [0, 1], which makes the range rule close
-to the quantile rule; with one scorer it follows the raw score distribution as in the paper.
+Several scorers' scores are combined per class (``combine``), so that scorers on different scales (a
+probability, a cosine similarity) weigh equally and a scorer's per-class offsets (some class prompts
+have systematically higher CLIP scores) cannot push one class's candidates above another's:
+
+* ``range_mean``: each scorer's scores are placed in their class's score range, ``(s - min) / (max -
+  min)`` in [0, 1] (a constant class gets 1), and averaged. The position is an affine map of the
+  score within its class, so the shape of each score distribution, which the paper's range rule
+  depends on, is kept: a sample in the bottom bins of both scorers' ranges lands in the bottom bins
+  of the combined range. The paper configs use it.
+* ``rank_mean`` (the default): each scorer's scores become ranks scaled to [0, 1] (ties share their mean rank;
+  scipy's ``rankdata``) and the ranks are averaged. Robust to outliers, but rank-mean scores are spread
+  evenly over [0, 1], which makes the range rule close to the quantile rule.
+
+A single scorer's raw scores are used as they are under either rule.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from torch import Tensor
 from selfloop.filtering.scorers import Scorer, ScoringContext, UncertaintyScorer
 
 FilterMode = Literal["quantile", "score_range"]
-CombineRule = Literal["rank_mean"]
+CombineRule = Literal["range_mean", "rank_mean"]
+COMBINE_RULES: tuple[str, ...] = ("range_mean", "rank_mean")
 FILTER_MODES: tuple[str, ...] = ("quantile", "score_range")
 SCORE_RANGE_BINS = 10
 """Bins of a class's score range in the paper's rule (each 10% of the range); used by the audit plots."""
@@ -69,8 +77,9 @@ class SampleFilter:
         scorers: the scorers (default: the previous classifier's MC-dropout confidence).
         mode: ``quantile`` keeps exactly ``k`` per class out of ``ceil(k / (1 - r))``; ``score_range``
             keeps the candidates whose score lies in the top ``(1 - r)`` of their class's score range.
-        combine: how several scorers' scores are combined; ``rank_mean`` is the mean of per-class
-            ranks scaled to [0, 1].
+        combine: how several scorers' scores are combined per class: ``range_mean``, the mean of each
+            scorer's position in its class's score range; ``rank_mean``, the mean of ranks scaled to
+            [0, 1] (see the module doc).
     """
 
     def __init__(
@@ -84,8 +93,8 @@ class SampleFilter:
             raise ValueError(f"--filter.drop_fraction must be in [0, 1), got {drop_fraction}")
         if mode not in FILTER_MODES:
             raise ValueError(f"--filter.mode must be one of {', '.join(FILTER_MODES)}, got {mode!r}")
-        if combine != "rank_mean":
-            raise ValueError(f"--filter.combine must be 'rank_mean', got {combine!r}")
+        if combine not in COMBINE_RULES:
+            raise ValueError(f"--filter.combine must be one of {', '.join(COMBINE_RULES)}, got {combine!r}")
         self.drop_fraction = drop_fraction
         self.mode: FilterMode = mode
         self.combine: CombineRule = combine
@@ -95,6 +104,10 @@ class SampleFilter:
         names = [s.name for s in self.scorers]
         if len(set(names)) != len(names):
             raise ValueError(f"--filter.scorers must not repeat a scorer, got {names}")
+        # The CLI builds the filter before the run starts: missing CLIP weights stop it here, not after
+        # the first generator fit.
+        for scorer in self.scorers:
+            scorer.preflight()
 
     def candidates_per_class(self, kept_per_class: int) -> int:
         """How many candidates to generate per class for ``kept_per_class`` nominal survivors.
@@ -125,20 +138,16 @@ class SampleFilter:
         return self.combine_scores(per_scorer, labels), per_scorer
 
     def combine_scores(self, per_scorer: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """Combine per-scorer scores with ``rank_mean`` (a single scorer's scores pass unchanged)."""
+        """Combine per-scorer scores per class with ``combine`` (a single scorer's scores pass unchanged)."""
         if len(per_scorer) == 1:
             return next(iter(per_scorer.values()))
+        unit = _unit_ranks if self.combine == "rank_mean" else _unit_range
         labels = labels.cpu()
         combined = torch.zeros(len(labels))
         for c in labels.unique().tolist():
             members = (labels == c).nonzero().flatten()
-            ranks = torch.stack([_unit_ranks(values[members]) for values in per_scorer.values()])
-            combined[members] = ranks.mean(0)
+            combined[members] = torch.stack([unit(values[members]) for values in per_scorer.values()]).mean(0)
         return combined
-
-    def select(self, scores: Tensor, labels: Tensor, kept_per_class: int) -> Tensor:
-        """The survivors' mask under ``mode`` (ties: earlier candidates first)."""
-        return self.select_with_threshold(scores, labels, kept_per_class)[0]
 
     def select_with_threshold(
         self, scores: Tensor, labels: Tensor, kept_per_class: int, num_classes: int | None = None
@@ -191,3 +200,12 @@ def _unit_ranks(values: Tensor) -> Tensor:
         return torch.ones_like(values, dtype=torch.float32)
     ranks = torch.as_tensor(rankdata(values.numpy(), method="average"), dtype=torch.float32)
     return (ranks - 1) / (len(values) - 1)
+
+
+def _unit_range(values: Tensor) -> Tensor:
+    """Each value's position in the range ``[min, max]`` of ``values``, in [0, 1]; 1 when all are equal."""
+    values = values.double()
+    low, high = values.min(), values.max()
+    if high == low:
+        return torch.ones(len(values), dtype=torch.float32)
+    return ((values - low) / (high - low)).float()

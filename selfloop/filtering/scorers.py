@@ -33,6 +33,14 @@ class Scorer(ABC):
 
     name: str = "scorer"
 
+    def preflight(self) -> None:
+        """Check now that scoring will work (e.g. that model weights are on disk); raise if not.
+
+        ``SampleFilter`` calls it when it is built, so that a run stops before any training work.
+        Default: nothing to check.
+        """
+        return
+
     @abstractmethod
     def score(self, images: Tensor, labels: Tensor, context: ScoringContext) -> Tensor:
         """Score samples.

@@ -118,6 +118,8 @@ class ConditionalDCGAN(ConditionalGenerator):
         ema_decay: samples come from an exponential moving average of the generator's weights
             with this decay per step (0 samples from the last iterate). Averaging out the last
             steps' oscillations makes class fidelity far less dependent on the seed.
+        min_steps: the fewest optimizer steps of a fit (two per batch: discriminator and generator), so
+            a small data set still gets the budget the epochs give the full one (``null``: epochs decide).
     """
 
     ddp_find_unused_parameters = True
@@ -133,8 +135,9 @@ class ConditionalDCGAN(ConditionalGenerator):
         beta1: float = 0.5,
         aux_weight: float = 2.0,
         ema_decay: float = 0.99,
+        min_steps: int | None = None,
     ) -> None:
-        super().__init__(num_classes, channels, image_size)
+        super().__init__(num_classes, channels, image_size, min_steps=min_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = _Generator(latent_dim, num_classes, channels, image_size, width)

@@ -82,6 +82,8 @@ class StableDiffusionLoRA(ConditionalGenerator):
         sample_batch_size: images per pipeline call (caps the loop's sampling batch size).
         gradient_checkpointing: recompute UNet activations in the backward pass to save memory; used
             on GPUs only (on a CPU it only costs time).
+        min_steps: the fewest optimizer steps of a LoRA fit, whatever the data set's size (``null``:
+            epochs decide).
     """
 
     def __init__(
@@ -104,8 +106,9 @@ class StableDiffusionLoRA(ConditionalGenerator):
         train_resolution: int | None = None,
         sample_batch_size: int = 16,
         gradient_checkpointing: bool = True,
+        min_steps: int | None = None,
     ) -> None:
-        super().__init__(num_classes, channels, image_size)
+        super().__init__(num_classes, channels, image_size, min_steps=min_steps)
         self.save_hyperparameters()
         if channels != 3:
             raise ValueError(

@@ -3,19 +3,122 @@
 A reader never sees a half-written file: the bytes go to a temporary file in the same folder, are
 fsync-ed, and the temporary file is renamed over the target with ``os.replace`` (atomic on POSIX and
 Windows when both paths are on one file system, which the shared folder guarantees).
+
+A write that fails for a reason of the operating system (disk full, no permission, I/O error) raises
+``RunWriteError``: one line naming the file and the free space, since the target is left as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+# What torch.save raises when the file object under its zip writer fails (the OSError is only in
+# the exception's context, if at all).
+_TORCH_WRITE_FAILURES = ("inline_container.cc", "unexpected pos", "file write failed")
+_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class RunWriteError(OSError):
+    """A run's file could not be written (disk full, permissions, I/O error).
+
+    The file being written is left as it was (the bytes went to a temporary file, now removed), so
+    every finished phase is intact and rerunning the same command resumes.
+
+    Args:
+        message: one line naming the path, the reason, the free space and what to do.
+        path: the file that was being written.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else Path(path)
+        self.errno = code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str, Path | None, int | None]]:
+        return type(self), (self.message, self.path, self.errno)
+
+
+@contextmanager
+def write_errors_named(path: str | Path) -> Iterator[None]:
+    """Turn an operating-system failure while writing ``path`` into a ``RunWriteError``.
+
+    Raises:
+        RunWriteError: for an ``OSError``, or the ``RuntimeError`` torch.save raises when its file
+            object fails, naming ``path``, the reason and the free space on its file system.
+    """
+    try:
+        yield
+    except RunWriteError:
+        raise
+    except (OSError, RuntimeError) as err:
+        os_error = _os_error_in(err)
+        if os_error is None and not (
+            isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILURES)
+        ):
+            raise
+        code = os_error.errno if os_error is not None else None
+        reason = (os_error.strerror or str(os_error)) if os_error is not None else f"write failed ({err})"
+        raise RunWriteError(_message(Path(path), reason, code), path, code) from err
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in ``err`` or its causes and contexts."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _message(path: Path, reason: str, code: int | None) -> str:
+    if code in _SPACE:
+        action = "free some space"
+    elif code in _PERMISSION:
+        action = "make it writable"
+    else:
+        action = "check the disk"
+    return (
+        f"cannot write {path}: {reason} ({_free_space(path)} free on that file system). "
+        f"The phases already finished are kept: {action} and rerun the same command to resume"
+    )
+
+
+def _free_space(path: Path) -> str:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return format_bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown space"
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``512 B``, ``2.9 MiB``, ``1.7 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -24,21 +127,26 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     Args:
         path: the final file.
         write: called with a binary file object open on a temporary file in the same folder.
+
+    Raises:
+        RunWriteError: naming ``path`` when the operating system refuses the write (disk full,
+            permissions, I/O error); ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with write_errors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     _fsync_dir(path.parent)
 
 

@@ -6,9 +6,10 @@ name phases through the constructors below, never through strings of their own.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 from lightning.pytorch.strategies import Strategy
@@ -83,6 +84,15 @@ class Phase:
         return ()
 
 
+class PhaseListener(Protocol):
+    """Told when a phase begins and when it completes (``selfloop.console.PhaseProgress`` prints both)."""
+
+    def phase_started(self, phase: Phase) -> None: ...
+
+    def phase_completed(self, phase: Phase, completed: Collection[str]) -> None:
+        """``completed``: the key of every phase done in the run so far, ``phase`` included."""
+
+
 class PhaseRunner:
     """Everything a run keeps on disk between phases, and the rules for phases.
 
@@ -95,15 +105,23 @@ class PhaseRunner:
         manifest: the manifest.
         queue: the stacking queue whose state ``complete`` writes into the manifest.
         metrics: the metrics log.
+        progress: told of every ``begin`` and ``complete`` on rank 0 (e.g. a
+            ``selfloop.console.PhaseProgress``); ``None`` prints nothing.
     """
 
     def __init__(
-        self, run: RunDirectory, manifest: Manifest, queue: StackingQueue, metrics: MetricsLog
+        self,
+        run: RunDirectory,
+        manifest: Manifest,
+        queue: StackingQueue,
+        metrics: MetricsLog,
+        progress: PhaseListener | None = None,
     ) -> None:
         self.run = run
         self.manifest = manifest
         self.queue = queue
         self.metrics = metrics
+        self.progress = progress
 
     @property
     def base_seed(self) -> int:
@@ -117,6 +135,7 @@ class PhaseRunner:
         """Seed every global RNG (python, numpy, torch) for ``phase`` and return the seed."""
         seed = phase.seed(self.base_seed)
         L.seed_everything(seed, workers=True, verbose=False)
+        self._report_started(phase)
         return seed
 
     def complete(self, phase: Phase) -> None:
@@ -124,6 +143,17 @@ class PhaseRunner:
         self.manifest.mark_done(phase.key)
         self.manifest.seeds[phase.key] = phase.seed(self.base_seed)
         self.save_manifest()
+        self._report_completed(phase)
+
+    @rank_zero_only
+    def _report_started(self, phase: Phase) -> None:
+        if self.progress is not None:
+            self.progress.phase_started(phase)
+
+    @rank_zero_only
+    def _report_completed(self, phase: Phase) -> None:
+        if self.progress is not None:
+            self.progress.phase_completed(phase, self.manifest.completed)
 
     @rank_zero_only
     def save_manifest(self) -> None:

@@ -27,7 +27,7 @@ class Shard:
 
 
 class StackingQueue:
-    """FIFO of per-generation shards on disk, holding at most ``capacity`` generations.
+    """FIFO of per-generation shards on disk, holding at most ``capacity`` generations (``None``: all).
 
     Each shard is a ``torch.save`` file with uint8 ``images (N, C, H, W)``, int64 ``labels`` (the
     intended classes), float32 ``scores`` (the filter's scores of the kept samples) and the
@@ -40,12 +40,13 @@ class StackingQueue:
 
     Args:
         folder: where shard files live.
-        capacity: the most generations kept (the paper's D/S; 3 in its experiments).
+        capacity: the most generations kept (the paper's D/S; 3 in its experiments; 1 replaces each
+            generation's samples with the next one's; ``None`` accumulates every generation's).
         shards: shards already in the queue, oldest first.
     """
 
-    def __init__(self, folder: str | Path, capacity: int, shards: list[Shard] | None = None) -> None:
-        if capacity < 1:
+    def __init__(self, folder: str | Path, capacity: int | None, shards: list[Shard] | None = None) -> None:
+        if capacity is not None and capacity < 1:
             raise ValueError(f"--loop.queue_capacity must be >= 1, got {capacity}")
         self.folder = Path(folder)
         self.capacity = capacity
@@ -71,7 +72,8 @@ class StackingQueue:
         path = self.shard_path(generation)
         atomic_torch_save(path, self._payload(generation, images, labels, scores))
         self.shards.append(Shard(generation, path.name, sha256_file(path), len(images)))
-        evicted = self.shards[: max(0, len(self.shards) - self.capacity)]
+        overflow = 0 if self.capacity is None else len(self.shards) - self.capacity
+        evicted = self.shards[: max(0, overflow)]
         self.shards = self.shards[len(evicted) :]
         return evicted
 
@@ -135,6 +137,6 @@ class StackingQueue:
         return [asdict(s) for s in self.shards]
 
     @classmethod
-    def from_state(cls, folder: str | Path, capacity: int, state: list[dict]) -> StackingQueue:
+    def from_state(cls, folder: str | Path, capacity: int | None, state: list[dict]) -> StackingQueue:
         """Rebuild the queue from ``state()`` rows."""
         return cls(folder, capacity, [Shard(**row) for row in state])

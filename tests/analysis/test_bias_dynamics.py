@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers.tidy_rows import metric_rows, quality_rows
 
 from selfloop.analysis.bias_dynamics import fit_bias_dynamics, simulate_bias_dynamics
 
@@ -28,26 +29,10 @@ def simulated_rows(
             else rng.uniform(0.6, 0.95, generations)
         )
         u = rng.uniform(0.0, 0.3, generations)
-        for g in range(1, generations + 1):
-            rows.append(
-                {
-                    "generation": g,
-                    "arch": "generator",
-                    "seed": seed,
-                    "metric": "gen_label_acc_kept",
-                    "value": q[g - 1],
-                }
-            )
-            rows.append(
-                {"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": u[g - 1]}
-            )
+        rows += quality_rows(seed, q, u)
         for arch, c_m in c.items():
             b = simulate_bias_dynamics(c_m, 0.1, q, u, KAPPA_Q, KAPPA_U)
-            b = b * (1 + noise * rng.standard_normal(len(b)))
-            rows += [
-                {"generation": g, "arch": arch, "seed": seed, "metric": "md", "value": v}
-                for g, v in enumerate(b)
-            ]
+            rows += metric_rows(seed, arch, "md", b * (1 + noise * rng.standard_normal(len(b))))
     return rows
 
 
@@ -131,34 +116,9 @@ def test_verdict_says_when_the_conjecture_does_not_fit() -> None:
     rng = np.random.default_rng(0)
     for seed in range(5):
         for g, b in enumerate([0.05, 0.1, 0.2, 0.4, 0.2, 0.1]):
-            rows.append(
-                {
-                    "generation": g,
-                    "arch": "lenet",
-                    "seed": seed,
-                    "metric": "md",
-                    "value": b * (1 + 0.01 * seed),
-                }
-            )
+            rows += metric_rows(seed, "lenet", "md", [b * (1 + 0.01 * seed)], first_generation=g)
             if g:
-                rows.append(
-                    {
-                        "generation": g,
-                        "arch": "generator",
-                        "seed": seed,
-                        "metric": "gen_label_acc_kept",
-                        "value": rng.uniform(0.7, 0.9),
-                    }
-                )
-                rows.append(
-                    {
-                        "generation": g,
-                        "arch": "generator",
-                        "seed": seed,
-                        "metric": "u_t",
-                        "value": rng.uniform(0, 0.2),
-                    }
-                )
+                rows += quality_rows(seed, [rng.uniform(0.7, 0.9)], [rng.uniform(0, 0.2)], first_generation=g)
     fit = fit_bias_dynamics(rows, n_bootstrap=5)
     c = fit.comparison
     assert c.rmse["constant factor"] > c.rmse["no change"] and c.rmse["eq. 6"] > c.rmse["no change"]

@@ -17,6 +17,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from helpers.tidy_rows import metric_rows, quality_rows
 
 from selfloop.analysis.bias_dynamics import compare_bias_models
 
@@ -32,19 +33,7 @@ def experiment(
     rows = []
     for seed in range(seeds):
         q, u = rng.uniform(0.5, 0.95, generations), rng.uniform(0.0, 0.4, generations)
-        for g in range(1, generations + 1):
-            rows.append(
-                {
-                    "generation": g,
-                    "arch": "generator",
-                    "seed": seed,
-                    "metric": "gen_label_acc_kept",
-                    "value": q[g - 1],
-                }
-            )
-            rows.append(
-                {"generation": g, "arch": "generator", "seed": seed, "metric": "u_t", "value": u[g - 1]}
-            )
+        rows += quality_rows(seed, q, u)
         for arch, c in C.items():
             b = [0.1]
             for t in range(generations):
@@ -52,10 +41,7 @@ def experiment(
                 if a is None:
                     a = c * (1 + KAPPA_Q * (1 - q[t]) + KAPPA_U * u[t]) / MEAN_TERM
                 b.append(a * b[-1] * (1 + noise * rng.standard_normal()))
-            rows += [
-                {"generation": g, "arch": arch, "seed": seed, "metric": "md", "value": v}
-                for g, v in enumerate(b)
-            ]
+            rows += metric_rows(seed, arch, "md", b)
     return rows
 
 

@@ -1,4 +1,4 @@
-"""The report command on run directories written by hand: every figure, table and the HTML page."""
+"""The report command on run directories written by hand (and one by the CLI): every figure, table and the page."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ import pytest
 import yaml
 
 from selfloop.analysis.bias_dynamics import simulate_bias_dynamics
-from selfloop.analysis.report import main
+from selfloop.analysis.report import Q_JUDGE, main
 from selfloop.analysis.runs import load_runs
+from selfloop.cli import SelfLoopCLI
+from selfloop.metrics.fairness import WITHIN_CLASS_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ARCHS = ("lenet", "resnet50")
 C = {"lenet": 1.1, "resnet50": 0.95}
@@ -64,6 +68,8 @@ def digits_metrics(seed: int) -> dict:
             metrics[g, arch, "meo"] = 1 - md[g] / 2
             metrics[g, arch, "di"] = 1 - md[g] / 3
             metrics[g, arch, "worst_group_acc"] = 0.8
+            for k, name in enumerate(WITHIN_CLASS_KEYS):
+                metrics[g, arch, name] = 0.5 + 0.05 * k + 0.01 * g
             for k in range(3):
                 metrics[g, arch, f"subgroup_acc_{k}"] = 0.9 - 0.05 * k
                 metrics[g, arch, f"ranked_subgroup_acc_{k}"] = 0.8 + 0.05 * k - 0.01 * g
@@ -121,6 +127,7 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
 
     figures = [
         f"fairness_{digits}.png",
+        f"within_class_{digits}.png",
         f"ranked_{digits}.png",
         f"generator_{digits}.png",
         f"fairness_{hin}.png",  # accuracy only: Hard ImageNet logs no fairness metrics
@@ -128,7 +135,12 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
     ]
     for name in figures:
         assert is_png(out / name), name
-    for absent in (f"ablations_{digits}.png", f"generator_{hin}.png", f"ranked_{hin}.png"):
+    for absent in (
+        f"ablations_{digits}.png",
+        f"generator_{hin}.png",
+        f"ranked_{hin}.png",
+        f"within_class_{hin}.png",
+    ):
         assert not (out / absent).exists(), absent
 
     # Table 1: FID per generation, mean +- sample std over the three seeds.
@@ -179,6 +191,14 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
     assert f"{digits}: Whether q_t / u_t explain the dynamics of md cannot be judged: 3 seeds" in verdicts
     with open(out / f"trends_{hin}.csv") as handle:
         assert {(r["arch"], r["metric"]) for r in csv.DictReader(handle)} == {("resnet50", "acc")}
+    # The within-class disparities have a verdict per arch, like the pooled ones; each grows by 0.01.
+    for arch in ARCHS:
+        for name in WITHIN_CLASS_KEYS:
+            assert f"<td>{arch}</td><td>{name}</td><td>increases</td>" in tables, (arch, name)
+            assert f"| {digits} | {arch} | {name} | increases |" in verdicts, (arch, name)
+    # Wherever q_t is described, the report says who judged it.
+    assert Q_JUDGE in tables and Q_JUDGE in verdicts and Q_JUDGE in (out / f"eq6_{digits}.md").read_text()
+    assert page.count(Q_JUDGE) >= 3  # the trends' method, the eq. 6 method and the generator figure
 
 
 def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -283,3 +303,28 @@ def test_equal_errors_give_no_positive_verdict(tmp_path: Path) -> None:
     assert "| lenet | md | no detectable change | 0 |" in verdicts
     page = verdict_tables((out / "index.html").read_text())
     assert "explain the dynamics of md beyond" not in page and "No model beats no change" in page
+
+
+@pytest.mark.slow
+def test_report_of_a_real_run_shows_within_class_disparities(tiny_run_args, tmp_path, monkeypatch, capsys):
+    """A run directory written by the CLI: its within-class metrics reach the figure and the verdicts."""
+    monkeypatch.chdir(ROOT)
+    run = tmp_path / "run"
+    SelfLoopCLI(args=tiny_run_args(run, "--loop.generations", "1", "--loop.fid_extractor", "none"))
+    out = tmp_path / "report"
+    main([str(run), "--out", str(out), "--bootstrap", "5"])
+    (loaded,) = load_runs([run])
+    group = loaded.group
+    logged = {m for _, a, m in loaded.metrics if a == "lenet"}
+    assert set(WITHIN_CLASS_KEYS) <= logged
+
+    assert is_png(out / f"within_class_{group}.png")
+    page = (out / "index.html").read_text()
+    assert f'<img src="within_class_{group}.png"' in page and "Disparities within classes" in page
+    verdicts = (out / "verdicts.md").read_text()
+    for name in WITHIN_CLASS_KEYS:
+        assert re.search(rf"\| {group} \| lenet \| {name} \| cannot be judged \(1 seed\) \|", verdicts), name
+    with open(out / f"metrics_{group}.csv") as handle:
+        rows = {(r["metric"], r["generation"]) for r in csv.DictReader(handle) if r["arch"] == "lenet"}
+    assert {(name, g) for name in WITHIN_CLASS_KEYS for g in ("0", "1")} <= rows
+    assert Q_JUDGE in page and Q_JUDGE in verdicts  # gen_label_acc is logged, so its judge is named

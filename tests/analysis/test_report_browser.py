@@ -61,7 +61,7 @@ def test_every_image_loads_and_every_link_resolves(report: Path) -> None:
     match = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert match, f"chromium printed no probe result: {done.stderr[-2000:]}"
     images = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(images) == len(re.findall(r"<img ", page)) == 3  # fairness, ranked, generator
+    assert len(images) == len(re.findall(r"<img ", page)) == 4  # fairness, within class, ranked, generator
     assert [i["src"] for i in images if i["width"] <= 0] == []
 
     ids = set(re.findall(r'id="([^"]+)"', page))

@@ -1,4 +1,4 @@
-"""Reading run directories and averaging over seeds, on run directories written by hand."""
+"""Reading run directories and averaging over seeds, on run directories written by hand and by the CLI."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ from selfloop.analysis.runs import (
     aggregate,
     by_group,
     distinguishing_settings,
+    group_key,
     load_runs,
     run_finished,
     tidy_rows,
 )
+from selfloop.cli import SelfLoopCLI
+from selfloop.run.compat import HARMLESS_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def digits_config(
@@ -170,3 +175,41 @@ def test_more_ignored_keys_merge_groups(sweep: Path) -> None:
     assert len(by_group(load_runs([sweep]))) == 2
     merged = load_runs([sweep], ignored=(*IGNORED_KEYS, "data.init_args.bias"))
     assert len(by_group(merged)) == 1
+
+
+@pytest.mark.slow
+def test_real_runs_group_across_harmless_keys_but_not_result_keys(
+    tiny_run_args, tmp_path, monkeypatch
+) -> None:
+    """Three run directories written by the CLI: seed, run name and a logging switch vary within a group."""
+    monkeypatch.chdir(ROOT)
+    common = ("--loop.generations", "1", "--loop.fid_extractor", "none")
+    runs = {
+        "seed0": (),
+        "seed1": ("--loop.seed", "1", "--loop.name", "other", "--loop.grid_per_class", "4"),
+        "capacity2": ("--loop.queue_capacity", "2"),
+    }
+    for name, extra in runs.items():
+        SelfLoopCLI(args=tiny_run_args(tmp_path / name, *common, *extra))
+
+    loaded = {r.path.name: r for r in load_runs([tmp_path])}
+    assert set(loaded) == set(runs) and all(r.finished for r in loaded.values())  # the loop's phase keys
+    assert (loaded["seed0"].seed, loaded["seed1"].seed) == (0, 1)
+    assert loaded["seed0"].group == loaded["seed1"].group != loaded["capacity2"].group
+    assert sorted(len(members) for members in by_group(loaded.values()).values()) == [1, 2]
+    assert distinguishing_settings(list(loaded.values()))[loaded["capacity2"].group] == {
+        "loop.queue_capacity": 2
+    }
+    # Every key a resume may change is left out of the group, except the number of generations.
+    config = loaded["seed0"].group_config
+    assert not any(k.startswith(h) for k in config for h in HARMLESS_KEYS if h != "loop.generations")
+    assert config["loop.generations"] == 1 and "loop.seed" not in config
+
+
+def test_empty_mapping_and_missing_mapping_give_one_group(tmp_path: Path) -> None:
+    """Flattened as the resume check flattens: ``init_args: {}`` sets nothing, but ``None`` is a value."""
+    base = digits_config(tmp_path / "a", 0)
+    empty = {**base, "generator": {"class_path": "G", "init_args": {}}}
+    missing = {**base, "generator": {"class_path": "G"}}
+    none = {**base, "generator": {"class_path": "G", "init_args": None}}
+    assert group_key(empty) == group_key(missing) != group_key(none)

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 import torch
-from torchvision.io import write_jpeg
+from helpers.image_trees import ImageNetFolders
 
 # (ImageNet index, wnid, name) as in dataset_class_info.json.
 LEAVES = [
@@ -98,18 +98,10 @@ def write_breeds_tree(root: Path, train_per_subclass: int = 6, val_per_subclass:
     (info / "dataset_class_info.json").write_text(json.dumps([list(leaf) for leaf in LEAVES]))
     (info / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in EDGES))
     (info / "node_names.txt").write_text("".join(f"{w}\t{n}\n" for w, n in NODE_NAMES.items()))
-    val_counter = 0
+    folders = ImageNetFolders(imagenet)
     for _, wnid, _ in LEAVES:
         colour = torch.tensor(colour_of(wnid), dtype=torch.uint8)[:, None, None]
         image = colour.expand(3, HEIGHT, WIDTH).contiguous()
         for split, count in (("train", train_per_subclass), ("val", val_per_subclass)):
-            folder = imagenet / split / wnid
-            folder.mkdir(parents=True)
-            for k in range(count):
-                if split == "train":
-                    name = f"{wnid}_{100 + k}.JPEG"
-                else:
-                    val_counter += 1
-                    name = f"ILSVRC2012_val_{val_counter:08d}.JPEG"
-                write_jpeg(image, str(folder / name), quality=95)
+            folders.write(split, wnid, image, count)
     return {"root": root, "info": info, "imagenet": imagenet}

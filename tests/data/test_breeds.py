@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from breeds_fixtures import colour_of, write_breeds_tree
+from helpers.image_trees import tree_fixtures
 
 from selfloop.cli import SelfLoopCLI, main
 from selfloop.data.breeds import BREEDS_BENCHMARKS, BreedsDataModule, BreedsSpec
@@ -26,24 +27,20 @@ NEWT, EFT, LOGGERHEAD, BOX_TURTLE, WHIPTAIL = "n01630670", "n01631663", "n016640
 
 
 def make(tree: dict[str, Path], **kwargs) -> BreedsDataModule:
-    kwargs.setdefault("subclasses_per_class", 2)  # the fixture's superclasses are small
-    kwargs.setdefault("image_size", 16)
-    kwargs.setdefault("val_fraction", 1 / 3)
-    kwargs.setdefault("decode_threads", 2)
+    # The fixture's superclasses are small: two subclasses each.
+    small = {
+        "subclasses_per_class": 2,
+        "image_size": 16,
+        "val_fraction": 1 / 3,
+        "decode_threads": 2,
+        "batch_size": 8,
+    }
     return BreedsDataModule(
-        imagenet_root=str(tree["imagenet"]), info_dir=str(tree["info"]), batch_size=8, **kwargs
+        imagenet_root=str(tree["imagenet"]), info_dir=str(tree["info"]), **{**small, **kwargs}
     )
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> dict[str, Path]:
-    return write_breeds_tree(tmp_path_factory.mktemp("breeds"))
-
-
-@pytest.fixture
-def own_tree(tmp_path) -> dict[str, Path]:
-    """A tree a test may damage."""
-    return write_breeds_tree(tmp_path / "data", train_per_subclass=3, val_per_subclass=1)
+tree, own_tree = tree_fixtures(write_breeds_tree, train_per_subclass=3, val_per_subclass=1)
 
 
 def test_living17_rule_gives_superclasses_with_their_subclasses_as_subgroups(tree):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.io import write_jpeg, write_png
+from helpers.image_trees import ImageNetFolders, tree_fixtures
+from torchvision.io import write_png
 
 from selfloop.callbacks.ablation_metrics import AblationMetrics
 from selfloop.callbacks.evaluation import evaluation_callback
@@ -46,49 +47,32 @@ def write_tree(root: Path, train_per_class: int = 4, val_per_class: int = 2) -> 
         pickle.dump({i: wnid_of(i) for i in range(1000)}, f)
     with open(hard / "meta" / "imagenet_classnames.pkl", "wb") as f:
         pickle.dump([class_name_of(i) for i in range(1000)], f)
-    val_counter = 0
+    folders = ImageNetFolders(imagenet, first_train_index=1000)
     for label, index in enumerate(INDICES):
         wnid = wnid_of(index)
         colour = torch.tensor([label * 16, 100, 200], dtype=torch.uint8)[:, None, None]
         image = colour.expand(3, HEIGHT, WIDTH).contiguous()
         for split, count in (("train", train_per_class + 1), ("val", val_per_class)):
-            (imagenet / split / wnid).mkdir(parents=True, exist_ok=True)
             (hard / split).mkdir(parents=True, exist_ok=True)
-            for k in range(count):
-                if split == "train":
-                    name = f"{wnid}_{1000 + k}.JPEG"
-                else:
-                    val_counter += 1
-                    name = f"ILSVRC2012_val_{val_counter:08d}.JPEG"
-                write_jpeg(image, str(imagenet / split / wnid / name), quality=95)
-                if split == "train" and k == count - 1:
-                    continue  # an ImageNet train image the release did not segment
+            images = folders.write(split, wnid, image, count)
+            if split == "train":
+                images = images[:-1]  # the last is an ImageNet train image the release did not segment
+            for k, path in enumerate(images):
                 mask = torch.zeros(3, HEIGHT, WIDTH, dtype=torch.uint8)
                 mask[1:, 10:30, 20 + k : 40] = 255
                 mask[0, 10:30, 20 + k : 40] = 1
-                write_png(mask, str(hard / split / f"{wnid}_{name}"))
+                write_png(mask, str(hard / split / f"{wnid}_{path.name}"))
     return {"root": root, "imagenet": imagenet, "hard": hard}
 
 
 def make(tree: dict[str, Path], **kwargs) -> HardImageNetDataModule:
-    kwargs.setdefault("image_size", 32)
-    kwargs.setdefault("resize_size", 40)
-    kwargs.setdefault("val_fraction", 0.25)
-    kwargs.setdefault("decode_threads", 2)
+    small = {"image_size": 32, "resize_size": 40, "val_fraction": 0.25, "decode_threads": 2, "batch_size": 8}
     return HardImageNetDataModule(
-        imagenet_root=str(tree["imagenet"]), hard_imagenet_root=str(tree["hard"]), batch_size=8, **kwargs
+        imagenet_root=str(tree["imagenet"]), hard_imagenet_root=str(tree["hard"]), **{**small, **kwargs}
     )
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> dict[str, Path]:
-    return write_tree(tmp_path_factory.mktemp("hin"))
-
-
-@pytest.fixture
-def own_tree(tmp_path) -> dict[str, Path]:
-    """A tree a test may damage."""
-    return write_tree(tmp_path, train_per_class=2, val_per_class=1)
+tree, own_tree = tree_fixtures(write_tree, train_per_class=2, val_per_class=1)
 
 
 def test_splits_labels_and_class_names_follow_the_meta_files(tree):
@@ -137,8 +121,8 @@ def test_shorter_side_resize_keeps_the_aspect_ratio(tree):
 
 
 def test_default_resize_is_256_for_224():
-    assert HardImageNetDataModule(image_size=224).resize_size == 256
-    assert HardImageNetDataModule(image_size=32).resize_size == 37
+    assert HardImageNetDataModule(image_size=224).crop.resize_size == 256
+    assert HardImageNetDataModule(image_size=32).crop.resize_size == 37
 
 
 def test_limits_per_class(tree):

@@ -14,6 +14,7 @@ from selfloop.cli import SelfLoopCLI
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # Seconds-long settings; everything else comes from the config under test.
+UNCERTAINTY_ONLY = "[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]"
 TINY = [
     "--loop.generations", "1",
     "--loop.archs", "[lenet]",
@@ -24,6 +25,8 @@ TINY = [
     "--loop.samples_per_generation", "20",
     "--generator.init_args.width", "8",
     "--generator.init_args.latent_dim", "16",
+    "--generator.init_args.min_steps", "null",  # the paper configs' full-data step floor
+    "--filter.scorers", UNCERTAINTY_ONLY,  # no CLIP weights offline
 ]  # fmt: skip
 
 
@@ -90,7 +93,8 @@ def test_pretrained_config_offline_names_the_missing_weights(tmp_path, monkeypat
         SelfLoopCLI(
             args=["fit", "--config", str(CONFIGS / "cifar20_pretrained.yaml"), "--data.init_args.root",
                   str(tmp_path / "data"), "--data.init_args.check_integrity", "false",
-                  "--data.init_args.val_fraction", "0.5", "--loop.run_dir", str(tmp_path / "run")]
+                  "--data.init_args.val_fraction", "0.5", "--filter.scorers", UNCERTAINTY_ONLY,
+                  "--loop.run_dir", str(tmp_path / "run")]
         )  # fmt: skip
     assert str(expected_weights_path("alexnet")) in str(info.value)
     assert str(tmp_path / "torch") in str(info.value)

@@ -101,6 +101,31 @@ def test_rank_mean_ranks_within_each_class():
     assert run(f, labels, 2, 2).scores.tolist() == pytest.approx([0.5, 0.5, 0.0, 1.0])
 
 
+def test_range_mean_combination_on_hand_values():
+    # One class, four candidates. Scorer a (range [0.2, 0.6]) places them at 0, .25, .5, 1; scorer b
+    # (range [10, 30]) at 1, 0, .5, .25 -> means .5, .125, .5, .625. Class 1 is constant under a (1
+    # each) and placed 0, 1 by b -> .5, 1.
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    a = FixedScorer("a", [0.2, 0.3, 0.4, 0.6, 5.0, 5.0])
+    b = FixedScorer("b", [30.0, 10.0, 20.0, 15.0, 1.0, 2.0])
+    f = SampleFilter(0.0, [a, b], combine="range_mean")
+    assert run(f, labels, 4, 2).scores.tolist() == pytest.approx([0.5, 0.125, 0.5, 0.625, 0.5, 1.0])
+
+
+def test_range_mean_keeps_the_score_range_meaning_where_rank_mean_does_not():
+    # Scorer a has one outlier far below the rest; b agrees with a on the order. In a's range the
+    # outlier sits at 0 and the other nine between 0.9 and 1, and b spreads the same way, so the range
+    # rule with r = 0.3 drops only the outlier, as on either raw score. Rank-mean spreads the ten
+    # candidates evenly over [0, 1] and drops the bottom 30% instead: the range rule became a quantile.
+    raw = [0.0] + [0.9 + 0.01 * i for i in range(9)]
+    labels = torch.zeros(10, dtype=torch.long)
+    scorers = [FixedScorer("a", raw), FixedScorer("b", [10 * v for v in raw])]
+    by_range = run(SampleFilter(0.3, scorers, mode="score_range", combine="range_mean"), labels, 10, 1)
+    by_rank = run(SampleFilter(0.3, scorers, mode="score_range", combine="rank_mean"), labels, 10, 1)
+    assert by_range.keep.tolist() == [False] + [True] * 9
+    assert by_rank.keep.tolist() == [False] * 3 + [True] * 7
+
+
 def test_single_scorer_scores_pass_unchanged():
     f = SampleFilter(0.5, [FixedScorer("s", [3.0, -1.0])])
     assert run(f, torch.tensor([0, 0]), 1, 1).scores.tolist() == [3.0, -1.0]
@@ -115,6 +140,8 @@ def test_bad_drop_fraction_names_the_option(bad):
 def test_bad_mode_and_non_finite_scores_are_reported():
     with pytest.raises(ValueError, match=r"--filter\.mode must be one of quantile, score_range"):
         SampleFilter(0.1, mode="bins")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"--filter\.combine must be one of range_mean, rank_mean"):
+        SampleFilter(0.1, combine="max")  # type: ignore[arg-type]
     f = SampleFilter(0.1, [FixedScorer("s", [1.0, float("nan")])])
     with pytest.raises(ValueError, match="scorer 's' returned 1 non-finite"):
         run(f, torch.tensor([0, 0]), 1, 1)

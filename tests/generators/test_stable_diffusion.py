@@ -414,6 +414,7 @@ def test_two_generations_on_hard_imagenet_with_stable_diffusion(sd_dir, tmp_path
             "--loop.generator_epochs", "1",
             "--loop.samples_per_generation", "15",
             "--loop.run_dir", str(run),
+            "--filter.scorers", "[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]",
             "--trainer.precision", "32-true",
             "--trainer.accelerator", "cpu",
             "--trainer.max_epochs", "1",

@@ -66,3 +66,14 @@ def test_tampered_shard_is_reported_with_its_path(tmp_path):
 def test_capacity_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="--loop.queue_capacity"):
         StackingQueue(tmp_path, capacity=0)
+
+
+def test_unbounded_queue_accumulates_every_generation(tmp_path):
+    queue = StackingQueue(tmp_path, capacity=None)
+    images = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
+    for generation in range(1, 6):
+        assert queue.push(generation, images, torch.zeros(2), torch.zeros(2)) == []
+    assert queue.generations == [1, 2, 3, 4, 5]
+    assert len(queue.load()) == 10
+    restored = StackingQueue.from_state(tmp_path, None, queue.state())
+    assert restored.generations == [1, 2, 3, 4, 5] and restored.capacity is None

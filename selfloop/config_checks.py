@@ -1,0 +1,179 @@
+"""Values that cannot work, refused before any work starts: one line per problem, naming the flag and
+the valid range.
+
+``problems`` reads the parsed ``fit`` config (nothing instantiated, nothing read from disk):
+``--trainer.max_epochs``, an empty ``--loop.archs`` and an image size the chosen generator cannot
+produce. ``sample_memory_problem`` needs the real training set's size (``samples_per_generation`` may
+be a fraction of it), so the CLI calls it once the real data is loaded, still before a run directory
+exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, get_args
+
+from selfloop.classifiers.backbones import Arch
+from selfloop.run.atomic import format_bytes
+
+if TYPE_CHECKING:
+    from jsonargparse import Namespace
+
+    from selfloop.data.base import SelfLoopDataModule
+    from selfloop.filtering.sample_filter import SampleFilter
+    from selfloop.loop_config import LoopConfig
+
+IMAGE_SIZE_FLAG = "--data.init_args.image_size"
+# cgroup v2 and v1 memory limits (a container's or a SLURM job's share of the machine).
+CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def problems(config: Namespace) -> list[str]:
+    """Messages naming each flag of the parsed ``fit`` config whose value cannot work (empty if none)."""
+    return [p for p in (_max_epochs(config), _panel(config), _image_size(config)) if p]
+
+
+def _max_epochs(config: Namespace) -> str | None:
+    epochs = config.get("trainer.max_epochs")
+    if epochs is not None and epochs < 1:
+        return (
+            "--trainer.max_epochs must be >= 1 (the epoch cap of every classifier fit; 0 would evaluate "
+            f"untrained classifiers), got {epochs}"
+        )
+    return None
+
+
+def _panel(config: Namespace) -> str | None:
+    archs = config.get("loop.archs")
+    if archs is not None and len(archs) == 0:
+        return (
+            f"--loop.archs must name at least one arch ({', '.join(get_args(Arch))}), got []; "
+            "leave it out to train --model.arch alone"
+        )
+    return None
+
+
+def _image_size(config: Namespace) -> str | None:
+    data_class = _class(config.get("data.class_path"))
+    size = config.get("data.init_args.image_size", getattr(data_class, "image_size", None))
+    if not isinstance(size, int) or isinstance(size, bool):
+        return None
+    generator = _class(config.get("generator.class_path"))
+    name = generator.__name__ if generator is not None else "generator"
+    if _is_subclass(generator, "selfloop.generators.dcgan", "ConditionalDCGAN"):
+        # Every upsampling doubles a 4x4 start, and the discriminator halves back to 4x4.
+        if size < 16 or size & (size - 1):
+            return (
+                f"{IMAGE_SIZE_FLAG} must be 4 * 2^k >= 16 (16, 32, 64, 128, ...) for the generator {name}, "
+                f"got {size}"
+            )
+        return None
+    if _is_subclass(generator, "selfloop.generators.stable_diffusion", "StableDiffusionLoRA"):
+        resolutions = {
+            k: config.get(f"generator.init_args.{k}") for k in ("sample_resolution", "train_resolution")
+        }
+        unset = [k for k, v in resolutions.items() if v is None]
+        # The VAE downsamples by 8; an image size is only used as a resolution where none is given.
+        if unset and (size < 8 or size % 8):
+            flags = " and ".join(f"--generator.init_args.{k}" for k in unset)
+            return (
+                f"{IMAGE_SIZE_FLAG} must be a multiple of 8 (8, 16, 24, ...; the VAE's factor) for the "
+                f"generator {name}, got {size}, unless {flags} {'is' if len(unset) == 1 else 'are'} set "
+                "(the samples are then resized to the image size)"
+            )
+    if size < 1:
+        return f"{IMAGE_SIZE_FLAG} must be >= 1, got {size}"
+    return None
+
+
+def _class(class_path: str | None) -> type | None:
+    if not class_path or "." not in class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None  # the parser reports an unknown class itself
+
+
+def _is_subclass(cls: type | None, module: str, name: str) -> bool:
+    # A subclass of a class means its module is imported already: no need to import (say) diffusers
+    # just to learn that a DCGAN is not a Stable Diffusion model.
+    loaded = sys.modules.get(module)
+    return cls is not None and loaded is not None and issubclass(cls, getattr(loaded, name))
+
+
+def sample_set_bytes(
+    candidates: int,
+    survivors: int,
+    real_train: int,
+    kept_generations: int,
+    image_bytes: int,
+    num_classes: int,
+) -> int:
+    """Peak memory of one generation's sample set, as the loop holds it.
+
+    A generation samples its candidates as uint8 batches and concatenates them (two copies, int64
+    labels), scores them (MC-dropout probabilities, gathered and concatenated, and per-scorer and
+    combined float32 scores), while the datamodule holds the previous training set: the shards of
+    ``kept_generations`` generations (as concatenated) and the real training images with them appended.
+    Float copies of images exist one batch at a time only.
+    """
+    sampling = candidates * (2 * image_bytes + 8)
+    scoring = candidates * 4 * (2 * num_classes + 2)
+    queued = kept_generations * survivors * (image_bytes + 8)
+    training = 2 * queued + real_train * (image_bytes + 8)
+    return sampling + scoring + training
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: physical RAM, or a smaller cgroup (container, SLURM) limit."""
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in CGROUP_LIMITS:
+        try:
+            value = path.read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit():
+            limit = min(limit, int(value))
+    return limit
+
+
+def sample_memory_problem(
+    loop: LoopConfig, sample_filter: SampleFilter, data: SelfLoopDataModule, limit: int | None = None
+) -> str | None:
+    """A message when ``--loop.samples_per_generation`` gives a sample set larger than memory.
+
+    Args:
+        loop: the loop config.
+        sample_filter: the filter (it decides how many candidates are sampled per survivor).
+        data: the datamodule, its real data loaded.
+        limit: bytes available (default: ``memory_limit()``).
+    """
+    real_train = len(data.real.train)
+    kept_per_class = math.ceil(loop.samples_count(real_train) / data.num_classes)
+    candidates = data.num_classes * sample_filter.candidates_per_class(kept_per_class)
+    survivors = data.num_classes * kept_per_class
+    image_bytes = data.channels * data.image_size**2
+    # The data policy decides how many generations of samples a training set holds (all: accumulate).
+    kept = loop.kept_generations() or loop.generations
+    estimate = sample_set_bytes(candidates, survivors, real_train, kept, image_bytes, data.num_classes)
+    limit = memory_limit() if limit is None else limit
+    if estimate <= limit:
+        return None
+    value = loop.samples_per_generation
+    if isinstance(value, float):
+        meaning = f" (a fraction of the {real_train:,} real training images"
+        meaning += f"; write {int(value)} for a count)" if value.is_integer() and value > 1 else ")"
+    else:
+        meaning = ""
+    return (
+        f"--loop.samples_per_generation {value}{meaning} asks for {candidates:,} candidate images of "
+        f"{data.channels}x{data.image_size}x{data.image_size} per generation: about {format_bytes(estimate)} "
+        f"of memory with {kept} generations of samples in the training set, more than the "
+        f"{format_bytes(limit)} available; give a smaller count (int) or fraction (float)"
+    )
