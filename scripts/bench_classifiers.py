@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from unittest import mock
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
+import bench_common  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
@@ -132,11 +131,6 @@ def build(case: Case, args: argparse.Namespace) -> ImageClassifier:
     return model.train()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(case: Case, args: argparse.Namespace) -> list[str]:
     """The table cells of one case."""
     device = args.torch_device
@@ -159,18 +153,18 @@ def measure(case: Case, args: argparse.Namespace) -> list[str]:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
+    bench_common.sync(device)
     start = time.perf_counter()
     step()
-    _sync(device)
+    bench_common.sync(device)
     first = time.perf_counter() - start
     for _ in range(args.warmup_steps):
         step()
-    _sync(device)
+    bench_common.sync(device)
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
-    _sync(device)
+    bench_common.sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else float("nan")
     per_step = seconds / args.steps
@@ -206,9 +200,7 @@ def cases(args: argparse.Namespace) -> Iterator[Case]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = bench_common.make_parser(__doc__)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument(
         "--scratch-archs", nargs="*", default=["lenet", "alexnet", "vgg19", "resnet50", "mobilenet_v3"],
@@ -247,8 +239,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="weights and data seed")
     args = parser.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
+    bench_common.check_cuda(parser, args.device)
     args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
     if args.steps < 1 or args.warmup_steps < 0:
         parser.error("--steps must be >= 1 and --warmup-steps >= 0")
@@ -261,11 +252,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every case and print its row; returns 0."""
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    torch.backends.cudnn.benchmark = args.device == "cuda"
+    bench_common.setup(args.threads, cudnn_benchmark=args.device == "cuda")
     name = torch.cuda.get_device_name(args.torch_device) if args.device == "cuda" else "cpu"
     print(f"device: {args.device} ({name})")
     print(f"torch: {torch.__version__}  threads: {torch.get_num_threads()}")

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import yaml
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.config_checks import problems as config_problems
@@ -230,6 +230,18 @@ class SelfLoopCLI(LightningCLI):
         """
         return RunLock(run.path) if rank_zero_only.rank == 0 else nullcontext()
 
+    def _write_config(self, runner: PhaseRunner, resumed: bool) -> None:
+        """Write ``config.yaml`` for a new run; on resume, rewrite it only when it is missing or was edited
+        (from this command's config, which the manifest has just found compatible with the run's)."""
+        path = runner.run.config_file
+        if resumed and (runner.intact(path) or (path.is_file() and runner.manifest.metrics is None)):
+            return  # intact, or written by a version that did not record its hash
+        if resumed:
+            rank_zero_warn(f"{path} is missing or was edited; rewrote it from this command's config")
+        parser = self._parser(self.subcommand)
+        atomic_write_text(path, parser.dump(self.config[self.subcommand], skip_none=False))
+        runner.record(path)
+
     def _run_loop(self, run: RunDirectory, model: Any, datamodule: SelfLoopDataModule) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
@@ -246,12 +258,12 @@ class SelfLoopCLI(LightningCLI):
                 )
             rank_zero_info(f"[selfloop] resuming {run.path}: {len(manifest.completed)} phases already done")
         else:
-            manifest = Manifest(seed=loop.seed, config=current)
+            manifest = Manifest(seed=loop.seed, config=current, metrics=[])
         queue = StackingQueue.from_state(run.queue_dir, loop.kept_generations(), manifest.queue)
         runner = PhaseRunner(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
-        if not resumed:
-            parser = self._parser(self.subcommand)
-            atomic_write_text(run.config_file, parser.dump(self.config[self.subcommand], skip_none=False))
+        if rank_zero_only.rank == 0:
+            self._write_config(runner, resumed)
+            runner.restore_metrics()
             runner.save_manifest()
         trainer_kwargs = dict(self._get(self.config_init, "trainer", default={}))
         resume_command = shlex.join(["python", *sys.argv])

@@ -159,7 +159,7 @@ class PhaseProgress:
         if kind is not None:
             self._durations.setdefault(kind, []).append(now - self._unit_mark)
             self._unit_mark = now
-        elif phase.step == "subgroup_oracle":
+        elif phase.step in ("subgroup_oracle", "judge"):
             self._unit_mark = now
         self._write(f"{self._label(phase)} · done in {format_duration(elapsed)} · {self._eta(completed)}")
 

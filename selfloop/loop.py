@@ -34,6 +34,7 @@ from selfloop.module_spec import ModuleSpec
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
 from selfloop.run.topology import Topology
+from selfloop.run.user_loggers import PhasePrefixed, user_loggers
 
 
 class SelfConsumingLoop:
@@ -79,7 +80,9 @@ class SelfConsumingLoop:
         self.sample_filter = sample_filter
         self.trainer_kwargs = dict(trainer_kwargs)
         self.user_callbacks: list[Callback] = list(self.trainer_kwargs.pop("callbacks", None) or [])
+        self.user_loggers = user_loggers(self.trainer_kwargs.pop("logger", None))
         self.runner = runner
+        runner.metrics.loggers = self.user_loggers
         self.archs = config.panel(classifier.init_args["arch"])
         self.scorer_arch = config.scorer(classifier.init_args["arch"])
         self.stop = GracefulStop()
@@ -125,7 +128,7 @@ class SelfConsumingLoop:
             resume_command=self.resume_command,
         )
         previous = self._load_classifier(n - 1, self.scorer_arch)
-        judge = self._load_classifier(0, self.scorer_arch)
+        judge = self._judge()
         fid = self._fid_tracker(judge)
         oracle = self._subgroup_oracle()
         unbalance = None if oracle is None else lambda images, labels: self._unbalance(oracle, images, labels)
@@ -181,6 +184,28 @@ class SelfConsumingLoop:
         model.load_state_dict(torch.load(path, weights_only=True))
         model.eval()
         return lambda images: model.predict_labels(images) % cells.num_subgroups
+
+    def _judge(self) -> ImageClassifier:
+        """The independent judge of class fidelity (``gen_label_acc``, q_t): a classifier of the scorer
+        arch trained once per run on the real data with a seed of its own. It never scores the filter,
+        so the filter's model (f_{n-1}) does not judge its own work."""
+        phase = Phase.judge()
+        path = self.runner.run.judge_weights
+        if not self.runner.done(phase):
+            self.runner.begin(phase)
+            model = self.classifier.build(arch=self.scorer_arch)
+            self._prepare_data(phase)
+            callbacks = [
+                FiniteLossCheck("judge fit"),
+                EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
+            ]
+            trainer = self._trainer("gen_000", "judge", callbacks)
+            self._fit(trainer, model, self.datamodule)
+            self.runner.save(path, model.state_dict(), trainer.strategy)
+            self.runner.complete(phase)
+        model = self.classifier.build(arch=self.scorer_arch)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
 
     def _fid_tracker(self, judge: ImageClassifier) -> FidTracker | None:
         """FID against the real training set, its statistics computed once per run and cached."""
@@ -238,7 +263,10 @@ class SelfConsumingLoop:
         self._prepare_data(phase)
         callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
         # The generator's own step floor also stops early stopping-like requests from ending a fit before it.
-        overrides: dict[str, Any] = {"max_epochs": self.config.generator_epochs, "min_steps": generator.min_steps}
+        overrides: dict[str, Any] = {
+            "max_epochs": self.config.generator_epochs,
+            "min_steps": generator.min_steps,
+        }
         if generator.ddp_find_unused_parameters and self.trainer_kwargs.get("strategy") == "ddp":
             overrides["strategy"] = "ddp_find_unused_parameters_true"
         trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, **overrides)
@@ -282,6 +310,8 @@ class SelfConsumingLoop:
         phase = Phase.classifier(n, arch)
         if self.runner.done(phase):
             return
+        if self.runner.manifest.is_done(phase.key):
+            self._check_retrainable(n, arch)
         self.runner.begin(phase)
         model = self.classifier.build(arch=arch)
         self._prepare_data(phase)
@@ -303,6 +333,22 @@ class SelfConsumingLoop:
         rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
         self.runner.complete(phase)
 
+    def _check_retrainable(self, n: int, arch: str) -> None:
+        """A finished f_n whose weights were lost is retrained on generation n's own training data (same
+        seed, so the same model and metrics); refused in one line when that data has left the queue."""
+        path = self.runner.run.classifier_weights(n, arch)
+        needed = self.config.queued_generations(n)
+        missing = sorted(set(needed) - set(self.runner.queue.generations))
+        if missing:
+            raise FileNotFoundError(
+                f"classifier weights {path} are missing or damaged, and they cannot be retrained: generation "
+                f"{n}'s training data included the samples of generation(s) {missing}, which have left the queue "
+                "since. Restore the file, or start a new run in another --loop.run_dir"
+            )
+        rank_zero_warn(
+            f"classifier weights {path} are missing or damaged; retraining them on generation {n}'s data"
+        )
+
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
         path = self.runner.run.classifier_weights(n, arch)
         if not self.runner.intact(path):
@@ -320,7 +366,9 @@ class SelfConsumingLoop:
     def _prepare_data(self, phase: Phase) -> None:
         """Rebuild the train set from real (its share, ``--loop.real_fraction``) + queue, and key the
         loader order to this phase."""
-        generated = self.runner.queue.load()
+        # The queue as it stood for this phase: after generation n-1's filter for g_n, after n's for f_n.
+        stage = phase.generation - 1 if phase.step == "generator" else phase.generation
+        generated = self.runner.queue.load(self.config.queued_generations(stage))
         share = None
         if generated is not None and self.config.real_fraction < 1:
             seed = Phase.generator(phase.generation).seed(self.runner.base_seed, "real_share")
@@ -339,6 +387,7 @@ class SelfConsumingLoop:
     def _trainer(self, name: str, version: str, callbacks: list[Callback], **overrides: Any) -> L.Trainer:
         kwargs = {**self.trainer_kwargs, **overrides}
         kwargs["callbacks"] = copy.deepcopy(self.user_callbacks) + callbacks
-        kwargs["logger"] = TensorBoardLogger(self.runner.run.phase_log_dir(), name=name, version=version)
+        own = TensorBoardLogger(self.runner.run.phase_log_dir(), name=name, version=version)
+        kwargs["logger"] = [own, *(PhasePrefixed(user, f"{name}/{version}") for user in self.user_loggers)]
         kwargs["default_root_dir"] = str(self.runner.run.path)
         return L.Trainer(**kwargs)

@@ -36,8 +36,9 @@ class LoopConfig:
             fraction of the real training set (the paper's mix ratio p).
         seed: base seed; every phase is seeded from (seed, generation, phase, arch).
         archs: the classifier panel trained every generation (default: ``--model.arch`` alone).
-        scorer_arch: the arch whose f_{n-1} scores samples for the filter and whose f_0 judges
-            ``gen_label_acc`` (default: the first of ``archs``).
+        scorer_arch: the arch whose f_{n-1} scores samples for the filter, and of the independent judge
+            of ``gen_label_acc`` (trained once on real data with its own seed; default: the first of
+            ``archs``).
         generator_epochs: epochs of every generator fit.
         early_stopping_patience: validation epochs without improvement before a classifier stops
             (its epoch cap is ``--trainer.max_epochs``).
@@ -46,7 +47,7 @@ class LoopConfig:
             decisions (contact sheet + ``review.csv`` in ``generations/gen_<n>/review/``); rerunning
             the same command applies the edited ``keep`` column and goes on.
         fid_extractor: features for FID per generation: ``domain`` (penultimate features of the
-            generation-0 scorer classifier, trained on real data only; suits 28-32 px data),
+            judge, the scorer arch trained on real data only; suits 28-32 px data),
             ``inception`` (the standard FID Inception-v3, from ``fid_inception_weights``) or ``none``.
         fid_samples: N, images per FID computation (fixed per run; capped by the samples per
             generation and the real set size).
@@ -103,6 +104,12 @@ class LoopConfig:
     def kept_generations(self) -> int | None:
         """How many generations of samples the training sets hold (``None``: all of them)."""
         return {"queue": self.queue_capacity, "accumulate": None, "replace": 1}[self.data_policy]
+
+    def queued_generations(self, n: int) -> list[int]:
+        """The generations whose samples the queue holds once generation n is filtered (none for n = 0)."""
+        kept = self.kept_generations()
+        generations = list(range(1, n + 1))
+        return generations if kept is None else generations[-kept:]
 
     def samples_count(self, real_train_size: int) -> int:
         """S as a count of images."""

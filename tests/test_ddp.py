@@ -62,11 +62,11 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path, policy):
     # Both ranks trained every phase on the same data (rank 0's filter decisions, read from its shards).
     rank0 = (records / "rank0.txt").read_text().splitlines()
     rank1 = (records / "rank1.txt").read_text().splitlines()
-    assert len(rank0) == 5 and rank0 == rank1  # 3 classifier fits and 2 generator fits
+    assert len(rank0) == 6 and rank0 == rank1  # 3 classifier fits, the judge's and 2 generator fits
     assert len({line.split()[1] for line in rank0}) >= 3  # the train set changes as the queue fills
-    # g0 classifier and g1 generator: all real data; then the real share plus the queue.
+    # g0 classifier, the judge and g1 generator: all real data; then the real share plus the queue.
     labels = real.train.labels
     kept_real = sum(round(int((labels == c).sum()) * share) for c in labels.unique())
     queue_sizes = {"replace-half-real": [40, 40, 40], "accumulate-no-real": [40, 40, 80]}[policy]
     full = len(labels)
-    assert [int(line.split()[0]) for line in rank0] == [full, full, *(kept_real + q for q in queue_sizes)]
+    assert [int(line.split()[0]) for line in rank0] == [full, full, full, *(kept_real + q for q in queue_sizes)]

@@ -124,9 +124,9 @@ def test_every_data_policy_resumes_exactly(tiny_run_args, tmp_path, policy, monk
     half = sum(round(int((real_labels == c).sum()) * 0.5) for c in real_labels.unique())
     full = len(real_labels)
     expected = {
-        # g0 classifier, g1 generator, g1 classifier, g2 generator, g2 classifier
-        "accumulate-half-real": [full, full, half + 40, half + 40, half + 80],
-        "replace-no-real": [full, full, 40, 40, 40],
+        # g0 classifier, the judge, g1 generator, g1 classifier, g2 generator, g2 classifier
+        "accumulate-half-real": [full, full, full, half + 40, half + 40, half + 80],
+        "replace-no-real": [full, full, full, 40, 40, 40],
     }[policy]
     assert sizes == expected
 

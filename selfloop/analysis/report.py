@@ -69,8 +69,8 @@ ABLATION_PANELS = (
 # Who decides whether a generated sample shows its class: the one place the report words it (an independent
 # judge would change this sentence, and the metrics it describes, together).
 Q_JUDGE = (
-    "the generation-0 classifier of the scorer arch (--loop.scorer_arch, default the first of --loop.archs), "
-    "trained on real data only"
+    "an independent judge: a classifier of the scorer arch (--loop.scorer_arch, default the first of "
+    "--loop.archs) trained once on real data only, with a seed of its own, that never scores the filter"
 )
 Q_TEXT = (
     f"Class fidelity gen_label_acc (all samples) and q_t = gen_label_acc_kept (the samples the filter kept): "

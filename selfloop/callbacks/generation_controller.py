@@ -66,7 +66,7 @@ class GenerationController(Callback):
     3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class
        (optionally after a person's review), write the audit trail (every candidate's scores and
        decision, a score histogram, the borderline samples), and record ``gen_label_acc`` of the
-       raw and kept samples as judged by f_0 and their FID,
+       raw and kept samples as judged by the independent judge and their FID,
     4. write the shard, push it into the queue, make the manifest durable, then delete evicted
        shards (``Phase.filter``), and save a grid of kept samples.
 
@@ -81,7 +81,8 @@ class GenerationController(Callback):
         runner: the run's phases: run directory, manifest, queue and metrics log.
         sample_filter: the expert-guided filter.
         previous_classifier: f_{n-1} of the scorer arch (used by the uncertainty scorer).
-        judge: f_0 of the scorer arch (real data only) that measures class fidelity.
+        judge: the independent judge of class fidelity (scorer arch, real data only, its own seed; it
+            never scores the filter).
         fid: FID against the real set's cached statistics (``None``: no FID).
         unbalance: metrics of kept images and their labels: ``u_t``, how far their subgroup mix is from
             the real set's, and ``subgroup_ambiguous_frac`` (``None`` where the data set has no subgroup

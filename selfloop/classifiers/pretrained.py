@@ -26,6 +26,7 @@ import torchvision
 from torch import nn
 
 from selfloop.errors import MissingWeightsError
+from selfloop.offline import downloads_allowed_by_env
 
 __all__ = [
     "DEIT_S_URL",
@@ -55,9 +56,6 @@ _TORCHVISION_WEIGHTS: dict[str, tuple[str, str]] = {
 
 DEIT_S_TIMM_NAME = "deit_small_patch16_224"
 DEIT_S_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth"
-
-_OFFLINE_ENV_VARS = ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE")
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 class CorruptWeightsError(RuntimeError):
@@ -130,10 +128,6 @@ def expected_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
-def _downloads_allowed_by_env() -> bool:
-    return not any(os.environ.get(var, "").strip().lower() in _TRUTHY for var in _OFFLINE_ENV_VARS)
-
-
 def _how_to_fetch(path: Path, url: str) -> str:
     return (
         f"Download {url} to {path} on a machine with internet (e.g. `curl -L --create-dirs -o {path} {url}`), "
@@ -192,7 +186,7 @@ def load_pretrained(
     """
     _check_arch(arch)
     if allow_download is None:
-        allow_download = _downloads_allowed_by_env()
+        allow_download = downloads_allowed_by_env()
     path = expected_weights_path(arch)
     url = weights_url(arch)
     if not path.is_file() and not allow_download:

@@ -40,12 +40,11 @@ from torch import Tensor, nn
 
 from selfloop.errors import MissingWeightsError
 from selfloop.filtering.scorers import Scorer, ScoringContext
+from selfloop.offline import downloads_allowed_by_env
 
 UNCERTAINTY_ONLY_FLAG = "--filter.scorers '[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]'"
 """The command-line flag that replaces the configured scorers by the previous classifier's uncertainty."""
 
-_OFFLINE_ENV_VARS = ("SELFLOOP_OFFLINE", "HF_HUB_OFFLINE")
-_TRUTHY = {"1", "true", "yes", "on"}
 # open_clip's default file name in a hub repository, and the safetensors file it prefers when present.
 _HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
@@ -121,7 +120,7 @@ class ClipScorer(Scorer):
         self.prompt_template = prompt_template
         self.batch_size = batch_size
         self.cache_dir = cache_dir
-        self.allow_download = _downloads_allowed_by_env() if allow_download is None else allow_download
+        self.allow_download = downloads_allowed_by_env() if allow_download is None else allow_download
         self._weights_file: Path | None = None
         self._model: nn.Module | None = None
         self._tokenizer = None
@@ -320,10 +319,6 @@ class ClipScorer(Scorer):
         text = self.text_features(context.class_names)
         image = self.image_features(images, context.device)
         return (image * text[labels]).sum(1)
-
-
-def _downloads_allowed_by_env() -> bool:
-    return not any(os.environ.get(var, "").strip().lower() in _TRUTHY for var in _OFFLINE_ENV_VARS)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:

@@ -24,6 +24,7 @@ class RunDirectory:
         generations/gen_<n>/review/ the human review of the filter's decisions
         classifiers/gen_<n>/<arch>.pt   classifier weights f_n per arch
         classifiers/subgroup_oracle.pt  the (class, subgroup) classifier that reads generated subgroups
+        classifiers/judge.pt       the independent judge of class fidelity (never scores the filter)
         fid_table.csv, fid_table.md FID by generation; fid_real_stats.pt: the cached real statistics
         samples/gen_<n>.png         grid of kept samples, a row per class
         summary/                    TensorBoard events: <arch>/<metric> with step = generation
@@ -102,6 +103,10 @@ class RunDirectory:
     @property
     def subgroup_oracle_weights(self) -> Path:
         return self.path / "classifiers" / "subgroup_oracle.pt"
+
+    @property
+    def judge_weights(self) -> Path:
+        return self.path / "classifiers" / "judge.pt"
 
     @property
     def fid_real_stats(self) -> Path:

@@ -26,6 +26,8 @@ class Manifest:
         seeds: the seed each phase ran with, by phase key.
         files: SHA-256 of every file a later phase reads, by path relative to the run directory.
         config: the result-shaping config the run started with (see ``selfloop.run.compat``).
+        metrics: the rows of ``metrics.csv`` as of the last finished phase, from which a missing or
+            edited ``metrics.csv`` is rebuilt (``None`` in manifests written before it was recorded).
     """
 
     seed: int
@@ -34,6 +36,7 @@ class Manifest:
     seeds: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    metrics: list[dict] | None = None
     format: int = FORMAT
 
     def is_done(self, key: str) -> bool:

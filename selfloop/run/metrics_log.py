@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from selfloop.run.atomic import atomic_write_text
@@ -30,17 +31,21 @@ class MetricsLog:
     """Writes every metric twice: a row of ``metrics.csv`` and a TensorBoard scalar ``<arch>/<metric>``.
 
     The CSV is rewritten atomically on each call (it is small), and a (generation, arch, metric) that
-    is logged again replaces its old row, so a phase redone after an interruption leaves one row.
-    Only rank 0 writes.
+    is logged again replaces its old row in place, so a phase redone after an interruption (or a lost
+    classifier retrained) leaves one row where it was. Only rank 0 writes.
 
     Args:
         csv_path: the tidy CSV file.
         summary_dir: folder of the TensorBoard summary events.
         seed: the run's seed, repeated in every row so runs concatenate into one table.
+        loggers: the user's own Lightning loggers, which get the same scalars (step = generation).
     """
 
-    def __init__(self, csv_path: str | Path, summary_dir: str | Path, seed: int) -> None:
+    def __init__(
+        self, csv_path: str | Path, summary_dir: str | Path, seed: int, loggers: Sequence[Logger] = ()
+    ) -> None:
         self.csv_path = Path(csv_path)
+        self.loggers = list(loggers)
         self.summary_dir = Path(summary_dir)
         self.seed = seed
         self._writer = None
@@ -56,23 +61,40 @@ class MetricsLog:
     def log(self, generation: int, arch: str, metrics: Mapping[str, float | list[float]]) -> None:
         """Record one phase's metrics."""
         flat = flatten_metrics(metrics)
-        replaced = {(str(generation), arch, name) for name in flat}
-        rows = [r for r in self.read() if (r["generation"], r["arch"], r["metric"]) not in replaced]
-        rows += [
-            {"generation": generation, "arch": arch, "seed": self.seed, "metric": k, "value": repr(v)}
-            for k, v in flat.items()
-        ]
+        rows = self.read()
+        position = {(r["generation"], r["arch"], r["metric"]): i for i, r in enumerate(rows)}
+        for name, value in flat.items():
+            row = {
+                "generation": str(generation),
+                "arch": arch,
+                "seed": str(self.seed),
+                "metric": name,
+                "value": repr(value),
+            }
+            index = position.get((row["generation"], arch, name))
+            if index is None:
+                rows.append(row)
+            else:
+                rows[index] = row
+        self.write(rows)
+
+        scalars = {f"{arch}/{name}": value for name, value in flat.items() if not math.isnan(value)}
+        summary = self._summary_writer()
+        for key, value in scalars.items():
+            summary.add_scalar(key, value, global_step=generation)
+        summary.flush()
+        for logger in self.loggers:
+            logger.log_metrics(scalars, step=generation)
+            logger.save()
+
+    @rank_zero_only
+    def write(self, rows: list[dict]) -> None:
+        """Replace the CSV with ``rows`` (as ``read`` returns them)."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.csv_path, buffer.getvalue())
-
-        summary = self._summary_writer()
-        for name, value in flat.items():
-            if not math.isnan(value):
-                summary.add_scalar(f"{arch}/{name}", value, global_step=generation)
-        summary.flush()
 
     def _summary_writer(self):
         if self._writer is None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import lightning as L
 from lightning.pytorch.strategies import Strategy
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 from selfloop.run.layout import RunDirectory
@@ -62,6 +62,10 @@ class Phase:
     def subgroup_oracle(cls) -> Phase:
         return cls(0, "subgroup_oracle")
 
+    @classmethod
+    def judge(cls) -> Phase:
+        return cls(0, "judge")
+
     @property
     def key(self) -> str:
         return "/".join(part for part in (f"g{self.generation}", self.step, self.arch) if part)
@@ -81,6 +85,8 @@ class Phase:
             return (run.classifier_weights(self.generation, self.arch),)
         if self.step == "subgroup_oracle":
             return (run.subgroup_oracle_weights,)
+        if self.step == "judge":
+            return (run.judge_weights,)
         return ()
 
 
@@ -158,7 +164,29 @@ class PhaseRunner:
     @rank_zero_only
     def save_manifest(self) -> None:
         self.manifest.queue = self.queue.state()
+        if self.manifest.metrics is not None:
+            self.manifest.metrics = self.metrics.read()
         self.manifest.save(self.run.manifest_file)
+
+    @rank_zero_only
+    def restore_metrics(self) -> None:
+        """Make ``metrics.csv`` hold exactly the rows of the finished phases, as the manifest recorded them.
+
+        Rows after the recorded ones belong to a phase that was cut short (it is redone) and are dropped
+        silently; a missing file, or recorded rows that were changed, are rebuilt with a warning.
+        """
+        recorded = self.manifest.metrics
+        if recorded is None:
+            return
+        current = self.metrics.read()
+        if current == recorded:
+            return
+        if current[: len(recorded)] != recorded:
+            rank_zero_warn(
+                f"{self.metrics.csv_path} is missing or differs from the rows {self.run.manifest_file} recorded "
+                "(edited or damaged); rebuilt it from the manifest"
+            )
+        self.metrics.write(recorded)
 
     def save(self, path: Path, obj: Any, strategy: Strategy) -> None:
         """Rank 0 ``torch.save``-s atomically; after a barrier every rank records the file's hash.
@@ -168,6 +196,10 @@ class PhaseRunner:
         if strategy.is_global_zero:
             atomic_torch_save(path, obj)
         strategy.barrier()
+        self.record(path)
+
+    def record(self, path: Path) -> None:
+        """Record the hash of ``path`` as written (durable with the next manifest save)."""
         self.manifest.files[self._relative(path)] = sha256_file(path)
 
     def intact(self, path: Path) -> bool:

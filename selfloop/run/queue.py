@@ -114,11 +114,22 @@ class StackingQueue:
             )
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    def load(self) -> ImageSet | None:
-        """All generated images in the queue as one image set, or ``None`` when the queue is empty."""
-        if not self.shards:
+    def load(self, generations: list[int] | None = None) -> ImageSet | None:
+        """The generated images of ``generations`` (default: the whole queue) as one image set, or
+        ``None`` when there are none.
+
+        Raises:
+            ShardError: when one of ``generations`` is no longer in the queue, or its shard is damaged.
+        """
+        wanted = self.generations if generations is None else generations
+        missing = sorted(set(wanted) - set(self.generations))
+        if missing:
+            raise ShardError(
+                f"the samples of generation(s) {missing} have left the queue (now {self.generations})"
+            )
+        if not wanted:
             return None
-        parts = [self.load_shard(s) for s in self.shards]
+        parts = [self.load_shard(s) for s in self.shards if s.generation in wanted]
         return ImageSet.generated(
             torch.cat([p["images"] for p in parts]), torch.cat([p["labels"] for p in parts])
         )

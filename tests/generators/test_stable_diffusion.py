@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 from pathlib import Path
 
 import lightning as L
@@ -27,37 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CLASS_NAMES = ["cat", "dog", "ski"]
 
 
-def _byte_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP's reversible map from bytes to printable characters."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
-
-
 def build_tiny_sd(folder: Path) -> Path:
     """Save a tiny, randomly initialised Stable Diffusion pipeline to ``folder`` (about 250 KB)."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    vocab_dir = folder.parent / f"{folder.name}-vocab"
-    vocab_dir.mkdir(parents=True)
-    chars = list(_byte_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
-    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
-    (vocab_dir / "vocab.json").write_text(json.dumps(vocab))
-    (vocab_dir / "merges.txt").write_text("#version: 0.2\n")
-    (vocab_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
-    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_dir))
+    # SD 1.5's offline tokenizer: byte-level vocabulary (ids 0..511), <|startoftext|> 512, <|endoftext|> 513.
+    tokenizer = sd15_shapes.build_tokenizer()
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -96,11 +71,7 @@ def build_tiny_sd(folder: Path) -> Path:
                 max_position_embeddings=77,
             )
         )
-    # SD 1.5's scheduler config.
-    scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
-    )
-    scheduler.register_to_config(clip_sample=False, set_alpha_to_one=False)
+    scheduler = PNDMScheduler.from_config(sd15_shapes.SCHEDULER_CONFIG)  # SD 1.5's scheduler config
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

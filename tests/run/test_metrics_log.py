@@ -38,13 +38,17 @@ def test_csv_rows_and_tensorboard_scalars_agree(tmp_path):
             assert dict(scalars[f"lenet/{metric}"])[generation] == pytest_approx(value)
 
 
-def test_logging_a_phase_again_replaces_its_rows(tmp_path):
+def test_logging_a_phase_again_replaces_its_rows_in_place(tmp_path):
     log = MetricsLog(tmp_path / "metrics.csv", tmp_path / "summary", seed=0)
     log.log(0, "lenet", {"acc": 0.1})
     log.log(0, "alexnet", {"acc": 0.2})
-    log.log(0, "lenet", {"acc": 0.3})
+    log.log(0, "lenet", {"acc": 0.3, "md": 0.05})
     rows = log.read()
-    assert [(r["arch"], r["value"]) for r in rows] == [("alexnet", "0.2"), ("lenet", "0.3")]
+    assert [(r["arch"], r["metric"], r["value"]) for r in rows] == [
+        ("lenet", "acc", "0.3"),
+        ("alexnet", "acc", "0.2"),
+        ("lenet", "md", "0.05"),
+    ]
 
 
 def pytest_approx(value):
