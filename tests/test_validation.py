@@ -44,7 +44,7 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch):
     assert status == (0 if all(r[5] == "yes" for r in rows) else 1)
 
     # The perfect generator's queued samples are real training images, byte for byte.
-    real = ColoredDigitsDataModule(bias="biased", majority=0.6, image_size=16).real.train.images
+    real = ColoredDigitsDataModule(bias="biased", majority=0.6, image_size=32).real.train.images
     real_images = {image.numpy().tobytes() for image in real}
     shards = sorted((runs / "tiny" / "perfect-generator" / "seed_0" / "queue").glob("gen_*.pt"))
     assert len(shards) == 3

@@ -11,6 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from selfloop.data.segmented import SegmentedImages
+from selfloop.eval_mode import evaluating
 from selfloop.metrics.ablations import ablate_box_gray, ablate_box_tile, ablate_object_gray
 
 ABLATIONS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
@@ -80,21 +81,19 @@ class AblationMetrics(Callback):
         Ablations are applied to the uint8 images on the model's device; the model maps uint8
         images to logits (``ImageClassifier.forward`` does its own preprocessing).
         """
-        was_training = model.training
-        model.eval()
-        device = model.device
-        counts = torch.zeros(2 + len(ABLATIONS), dtype=torch.long, device=device)
-        mine = torch.arange(rank, len(self.data), world_size)
-        for index in mine.split(self.batch_size):
-            images = self.data.images[index].to(device)
-            labels = self.data.labels[index].to(device)
-            masks = self.data.masks[index].to(device)
-            boxes = self.data.boxes[index].to(device)
-            counts[0] += len(index)
-            counts[1] += (model(images).argmax(1) == labels).sum()
-            for i, ablate in enumerate(ABLATIONS.values()):
-                counts[2 + i] += (model(ablate(images, masks, boxes)).argmax(1) == labels).sum()
-        model.train(was_training)
+        with evaluating(model):
+            device = model.device
+            counts = torch.zeros(2 + len(ABLATIONS), dtype=torch.long, device=device)
+            mine = torch.arange(rank, len(self.data), world_size)
+            for index in mine.split(self.batch_size):
+                images = self.data.images[index].to(device)
+                labels = self.data.labels[index].to(device)
+                masks = self.data.masks[index].to(device)
+                boxes = self.data.boxes[index].to(device)
+                counts[0] += len(index)
+                counts[1] += (model(images).argmax(1) == labels).sum()
+                for i, ablate in enumerate(ABLATIONS.values()):
+                    counts[2 + i] += (model(ablate(images, masks, boxes)).argmax(1) == labels).sum()
         return counts
 
     @staticmethod

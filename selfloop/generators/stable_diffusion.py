@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfloop.errors import MissingWeightsError
+from selfloop.eval_mode import evaluating
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit
 from selfloop.generators.sd15_shapes import RANDOM_SD15_SHAPES
 
@@ -304,7 +305,6 @@ class StableDiffusionLoRA(ConditionalGenerator):
         out = [torch.empty(0, 3, size, size, dtype=torch.uint8)]
         if len(labels) == 0:
             return out[0]
-        was_training = self.training
         home = self.device
         # Lightning's strategy teardown moves the module to the CPU before ``on_fit_end``, where the
         # loop samples: sample on the Trainer's device (SD 1.5 on a CPU takes minutes per image).
@@ -312,27 +312,26 @@ class StableDiffusionLoRA(ConditionalGenerator):
         device = trainer.strategy.root_device if trainer is not None else home
         if device != home:
             self.to(device)
-        self.eval()
-        pipe = self.pipeline()
-        generator = torch.Generator(self.device).manual_seed(seed)
-        chunk_size = max(1, min(batch_size, self.hparams.sample_batch_size))
-        with self._precision_context():
-            embeddings = self.prompt_embeddings()
-            for chunk in labels.split(chunk_size):
-                images = pipe(
-                    prompt_embeds=embeddings[chunk],
-                    negative_prompt_embeds=embeddings[-1:].expand(len(chunk), -1, -1),
-                    height=resolution,
-                    width=resolution,
-                    num_inference_steps=self.hparams.sample_steps,
-                    guidance_scale=self.hparams.guidance_scale,
-                    generator=generator,
-                    output_type="pt",
-                ).images.float()
-                if resolution != size:
-                    images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-                out.append((images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-        self.train(was_training)
+        with evaluating(self):
+            pipe = self.pipeline()
+            generator = torch.Generator(self.device).manual_seed(seed)
+            chunk_size = max(1, min(batch_size, self.hparams.sample_batch_size))
+            with self._precision_context():
+                embeddings = self.prompt_embeddings()
+                for chunk in labels.split(chunk_size):
+                    images = pipe(
+                        prompt_embeds=embeddings[chunk],
+                        negative_prompt_embeds=embeddings[-1:].expand(len(chunk), -1, -1),
+                        height=resolution,
+                        width=resolution,
+                        num_inference_steps=self.hparams.sample_steps,
+                        guidance_scale=self.hparams.guidance_scale,
+                        generator=generator,
+                        output_type="pt",
+                    ).images.float()
+                    if resolution != size:
+                        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+                    out.append((images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
         if device != home:
             self.to(home)
         return torch.cat(out)

@@ -411,8 +411,9 @@ def test_two_generations_on_hard_imagenet_with_stable_diffusion(sd_dir, tmp_path
     generated = {
         (int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"
     }
-    # drop_fraction 0.6: 15 survivors (1 per class) out of ceil(1 / 0.4) = 3 candidates per class.
-    assert generated[(1, "num_kept")] == 15 and generated[(1, "num_candidates")] == 45
+    # The paper's score_range rule (appendix C): k = 1 candidate per class, no over-generation, and at
+    # least one survivor per class, so all 15 are kept.
+    assert generated[(1, "num_kept")] == 15 and generated[(1, "num_candidates")] == 15
     for n in (1, 2):
         # The generator's weights file of each generation is its LoRA alone.
         state = torch.load(run / "generations" / f"gen_{n:03d}" / "generator.pt", weights_only=True)
