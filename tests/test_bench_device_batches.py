@@ -39,7 +39,8 @@ def _check_pair(found: dict[str, str], prefix: str, steps: int, skip: int, repea
         assert len(runs) == repeats and all(t > 0 for t in runs)
         ms[path] = number(found[f"{prefix}{path}_ms_per_step"])
         steady[path] = number(found[f"{prefix}{path}_steady_ms_per_step"])
-        assert ms[path] == pytest.approx(1e3 * statistics.median(runs) / steps, rel=1e-3, abs=1e-3)
+        # runs are printed to 4 decimals of a second: their rounding alone moves the quotient by up to ~0.2%
+        assert ms[path] == pytest.approx(1e3 * statistics.median(runs) / steps, rel=5e-3, abs=1e-3)
         assert steady[path] > 0
     assert number(found[f"{prefix}ratio"]) == pytest.approx(ms["dataloader"] / ms["device_batches"], rel=2e-3)
     assert number(found[f"{prefix}steady_ratio"]) == pytest.approx(
