@@ -234,7 +234,7 @@ class SelfLoopCLI(LightningCLI):
         """Write ``config.yaml`` for a new run; on resume, rewrite it only when it is missing or was edited
         (from this command's config, which the manifest has just found compatible with the run's)."""
         path = runner.run.config_file
-        if resumed and (runner.intact(path) or (path.is_file() and runner.manifest.metrics is None)):
+        if resumed and (runner.intact(path) or (path.is_file() and not runner.recorded(path))):
             return  # intact, or written by a version that did not record its hash
         if resumed:
             rank_zero_warn(f"{path} is missing or was edited; rewrote it from this command's config")

@@ -8,6 +8,7 @@ import gc
 import math
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -159,51 +160,53 @@ class SelfConsumingLoop:
         if dm.num_subgroups < 2:
             return None
         cells = SubgroupCellData(dm)
-        phase = Phase.subgroup_oracle()
-        path = self.runner.run.subgroup_oracle_weights
-        overrides = {"arch": self.scorer_arch, "num_classes": cells.num_classes}
-        if not self.runner.done(phase):
-            self.runner.begin(phase)
-            model = self.classifier.build(**overrides)
-            cells.loader_seed = phase.seed(self.runner.base_seed, "loader")
-            callbacks = [
-                FiniteLossCheck("subgroup oracle fit"),
-                EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
-            ]
-            trainer = self._trainer("gen_000", "subgroup_oracle", callbacks)
-            self._fit(trainer, model, cells)
-            test = cells.real.test
-            accuracy = (
-                (model.predict_labels(test.images) % cells.num_subgroups == test.subgroups).float().mean()
-            )
+
+        def log_accuracy(model: ImageClassifier) -> None:
             # The oracle's own accuracy on the real test split: u_t is an estimate through it.
-            self.runner.metrics.log(0, "subgroup_oracle", {"subgroup_acc": accuracy.item()})
-            self.runner.save(path, model.state_dict(), trainer.strategy)
-            self.runner.complete(phase)
-        model = self.classifier.build(**overrides)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        model.eval()
+            test = cells.real.test
+            correct = model.predict_labels(test.images) % cells.num_subgroups == test.subgroups
+            self.runner.metrics.log(0, "subgroup_oracle", {"subgroup_acc": correct.float().mean().item()})
+
+        model = self._trained_once(
+            Phase.subgroup_oracle(),
+            self.runner.run.subgroup_oracle_weights,
+            cells,
+            {"arch": self.scorer_arch, "num_classes": cells.num_classes},
+            log_accuracy,
+        )
         return lambda images: model.predict_labels(images) % cells.num_subgroups
 
     def _judge(self) -> ImageClassifier:
         """The independent judge of class fidelity (``gen_label_acc``, q_t): a classifier of the scorer
         arch trained once per run on the real data with a seed of its own. It never scores the filter,
         so the filter's model (f_{n-1}) does not judge its own work."""
-        phase = Phase.judge()
-        path = self.runner.run.judge_weights
+        self.datamodule.set_generated(None)
+        return self._trained_once(
+            Phase.judge(), self.runner.run.judge_weights, self.datamodule, {"arch": self.scorer_arch}
+        )
+
+    def _trained_once(
+        self,
+        phase: Phase,
+        path: Path,
+        data: L.LightningDataModule,
+        overrides: dict[str, Any],
+        evaluate: Callable[[ImageClassifier], None] | None = None,
+    ) -> ImageClassifier:
+        """A classifier fitted once per run on real data (the judge, the subgroup oracle), loaded from
+        ``path`` once it is done; ``evaluate`` sees the fitted model before it is saved."""
         if not self.runner.done(phase):
             self.runner.begin(phase)
-            model = self.classifier.build(arch=self.scorer_arch)
-            self._prepare_data(phase)
-            callbacks = [
-                FiniteLossCheck("judge fit"),
-                EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
-            ]
-            trainer = self._trainer("gen_000", "judge", callbacks)
-            self._fit(trainer, model, self.datamodule)
+            model = self.classifier.build(**overrides)
+            data.loader_seed = phase.seed(self.runner.base_seed, "loader")
+            name = phase.step.replace("_", " ")
+            trainer = self._trainer("gen_000", phase.step, self._fit_callbacks(f"{name} fit"))
+            self._fit(trainer, model, data)
+            if evaluate is not None:
+                evaluate(model)
             self.runner.save(path, model.state_dict(), trainer.strategy)
             self.runner.complete(phase)
-        model = self.classifier.build(arch=self.scorer_arch)
+        model = self.classifier.build(**overrides)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
 
@@ -322,8 +325,7 @@ class SelfConsumingLoop:
             self.runner.metrics.log(n, arch, metrics)
 
         callbacks = [
-            FiniteLossCheck(f"generation {n}, classifier {arch}"),
-            EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
+            *self._fit_callbacks(f"generation {n}, classifier {arch}"),
             evaluation_callback(self.datamodule, record),
         ]
         trainer = self._trainer(f"gen_{n:03d}", arch, callbacks)
@@ -378,6 +380,13 @@ class SelfConsumingLoop:
             )[0]
         self.datamodule.set_generated(generated, share)
         self.datamodule.loader_seed = phase.seed(self.runner.base_seed, "loader")
+
+    def _fit_callbacks(self, label: str) -> list[Callback]:
+        """Every classifier fit's: stop on a non-finite loss (named by ``label``), early stopping."""
+        return [
+            FiniteLossCheck(label),
+            EarlyStopping("val_loss", patience=self.config.early_stopping_patience, mode="min"),
+        ]
 
     def _fit(self, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
         # A stop signal that landed between phases is honoured here: Trainer.fit resets Lightning's flag.

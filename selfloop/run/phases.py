@@ -202,6 +202,10 @@ class PhaseRunner:
         """Record the hash of ``path`` as written (durable with the next manifest save)."""
         self.manifest.files[self._relative(path)] = sha256_file(path)
 
+    def recorded(self, path: Path) -> bool:
+        """Whether the manifest holds a hash of ``path``."""
+        return self._relative(path) in self.manifest.files
+
     def intact(self, path: Path) -> bool:
         """Whether ``path`` exists and matches the hash recorded when it was written."""
         recorded = self.manifest.files.get(self._relative(path))
