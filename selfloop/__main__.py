@@ -64,12 +64,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, rest = _parser().parse_known_args(argv)
     module = _module(args.command)
     if args.command == "fit":
-        from selfloop.console import quiet_lightning  # imports Lightning: not for --help or report
-
-        with quiet_lightning():
-            # From the real command line LightningCLI reads sys.argv itself ("fit" included): DDP
-            # restarts the same command line for ranks 1.., and the CLI records it as the resume command.
-            module.main(None if argv is None else ["fit", *rest])
+        # From the real command line LightningCLI reads sys.argv itself ("fit" included): DDP
+        # restarts the same command line for ranks 1.., and the CLI records it as the resume command.
+        module.main(None if argv is None else ["fit", *rest])
         return
     try:
         module.main(rest)

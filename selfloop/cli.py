@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.config_checks import problems as config_problems
 from selfloop.config_checks import sample_memory_problem
+from selfloop.console import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.errors import NonFiniteLossError, RunInterrupted
 from selfloop.filtering.review import ReviewPending
@@ -34,6 +35,7 @@ from selfloop.run.manifest import Manifest, ManifestError
 from selfloop.run.metrics_log import MetricsLog
 from selfloop.run.phases import PhaseRunner
 from selfloop.run.queue import ShardError, StackingQueue
+from selfloop.run.topology import Topology
 
 RUN_DIR_FLAG = "--loop.run_dir"
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -213,12 +215,26 @@ class SelfLoopCLI(LightningCLI):
         loop: LoopConfig = config.loop
         run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
         _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
-        too_big = sample_memory_problem(loop, config.filter, datamodule)
+        too_big = sample_memory_problem(loop, config.filter, datamodule) or self._panel_workers_problem(loop)
         if too_big:
             self._parser(self.subcommand).error(too_big)
         run.create()
         with self._writer_lock(run):
             self._run_loop(run, model, datamodule)
+
+    def _panel_workers_problem(self, loop: LoopConfig) -> str | None:
+        if loop.panel_workers == 1:
+            return None
+        world_size = Topology.of(self._trainer_kwargs()).world_size
+        if world_size == 1:
+            return None
+        return (
+            f"--loop.panel_workers {loop.panel_workers} fits the panel in processes of one device each, and the "
+            f"--trainer settings start {world_size} processes per fit (DDP): use one or the other"
+        )
+
+    def _trainer_kwargs(self) -> dict[str, Any]:
+        return dict(self._get(self.config_init, "trainer", default={}))
 
     @staticmethod
     def _writer_lock(run: RunDirectory) -> AbstractContextManager:
@@ -265,7 +281,7 @@ class SelfLoopCLI(LightningCLI):
             self._write_config(runner, resumed)
             runner.restore_metrics()
             runner.save_manifest()
-        trainer_kwargs = dict(self._get(self.config_init, "trainer", default={}))
+        trainer_kwargs = self._trainer_kwargs()
         resume_command = shlex.join(["python", *sys.argv])
         if RUN_DIR_FLAG not in sys.argv:
             resume_command += f" {RUN_DIR_FLAG} {shlex.quote(str(run.path))}"
@@ -301,9 +317,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def main(args: Any = None) -> None:
-    """Run the CLI, turning user errors into a one-line message and exit status 2."""
+    """Run the CLI, turning user errors into a one-line message and exit status 2.
+
+    Lightning's per-phase banners are silenced for the whole run (``selfloop.console.quiet_lightning``),
+    whichever entry point calls this: ``selfloop fit``, ``python main.py``, ``selfloop validate``, a script.
+    """
     try:
-        SelfLoopCLI(args=args)
+        with quiet_lightning():
+            SelfLoopCLI(args=args)
     except RunInterrupted as err:
         print(f"selfloop: {err}", file=sys.stderr)
         sys.exit(143)

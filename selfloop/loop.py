@@ -15,12 +15,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from selfloop.callbacks.evaluation import evaluation_callback
 from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
+from selfloop.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.console import PhaseProgress, print_summary
 from selfloop.data.base import SelfLoopDataModule
@@ -99,9 +100,7 @@ class SelfConsumingLoop:
                         self._generation(n)
                         self._write_fid_table()
                         self._end_phase()
-                    for arch in self.archs:
-                        self._classifier(n, arch)
-                        self._end_phase()
+                    self._classifiers(n)
             except SIGTERMException:
                 self.stop.received = self.stop.received or signal.SIGTERM
                 self.stop.check()
@@ -309,31 +308,68 @@ class SelfConsumingLoop:
 
     # Classifier phase ----------------------------------------------------------------------------
 
-    def _classifier(self, n: int, arch: str) -> None:
+    def _classifiers(self, n: int) -> None:
+        """Fit and evaluate generation n's panel: one fit after another, or ``--loop.panel_workers`` at once."""
+        if self.config.panel_workers == 1:
+            for arch in self.archs:
+                if (fit := self._classifier_fit(n, arch)) is not None:
+                    model, metrics, strategy = fit.run(before_fit=self.stop.check)
+                    self._finish_classifier(n, arch, model.state_dict(), metrics, strategy)
+            return
+        fits = {arch: fit for arch in self.archs if (fit := self._classifier_fit(n, arch)) is not None}
+        archs = list(fits)
+
+        def finish(index: int, state: dict[str, torch.Tensor], metrics: dict) -> None:
+            self._finish_classifier(n, archs[index], state, metrics, self._topology.local_strategy())
+
+        fit_concurrently(list(fits.values()), self.config.panel_workers, finish, self.stop.check)
+
+    def _classifier_fit(self, n: int, arch: str) -> ClassifierFit | None:
+        """Generation n's fit of ``arch``, prepared (``None`` when the phase is done)."""
         phase = Phase.classifier(n, arch)
         if self.runner.done(phase):
-            return
+            return None
         if self.runner.manifest.is_done(phase.key):
             self._check_retrainable(n, arch)
-        self.runner.begin(phase)
-        model = self.classifier.build(arch=arch)
+        seed = self.runner.begin(phase)
         self._prepare_data(phase)
-        results: dict = {}
+        callbacks = self._fit_callbacks(f"generation {n}, classifier {arch}")
+        if self.config.panel_workers == 1:
+            return ClassifierFit(
+                self.classifier,
+                arch,
+                seed,
+                self.datamodule,
+                self._trainer_kwargs(f"gen_{n:03d}", arch, callbacks),
+            )
+        # Fitted later in a worker: its own copy of the data module (the next phase prepares the shared one
+        # anew), its own device, and TensorBoard alone for its curves (user loggers are not process-safe).
+        kwargs = self._trainer_kwargs(
+            f"gen_{n:03d}", arch, callbacks, user_loggers=False
+        ) | self._worker_placement(arch)
+        data = copy.copy(self.datamodule)
+        data.trainer = None  # the last phase's Trainer: not the worker's, and not picklable
+        return ClassifierFit(self.classifier, arch, seed, data, kwargs)
 
-        def record(metrics: dict) -> None:
-            results.update(metrics)
-            self.runner.metrics.log(n, arch, metrics)
+    def _worker_placement(self, arch: str) -> dict[str, Any]:
+        """A concurrent fit's device (round-robin over the visible GPUs) and no progress bar (several
+        would interleave)."""
+        placement: dict[str, Any] = {"enable_progress_bar": False}
+        if self._topology.device.type == "cuda":
+            placement["devices"] = [self.archs.index(arch) % torch.cuda.device_count()]
+        return placement
 
-        callbacks = [
-            *self._fit_callbacks(f"generation {n}, classifier {arch}"),
-            evaluation_callback(self.datamodule, record),
-        ]
-        trainer = self._trainer(f"gen_{n:03d}", arch, callbacks)
-        self._fit(trainer, model, self.datamodule)
-        self.runner.save(self.runner.run.classifier_weights(n, arch), model.state_dict(), trainer.strategy)
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float))
+    def _finish_classifier(
+        self, n: int, arch: str, state: dict[str, torch.Tensor], metrics: dict, strategy: Strategy
+    ) -> None:
+        """Save f_n's weights, write its metrics rows and mark its phase finished."""
+        phase = Phase.classifier(n, arch)
+        self.runner.save(self.runner.run.classifier_weights(n, arch), state, strategy)
+        self.runner.metrics.log(n, arch, metrics)
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
         self.runner.complete(phase)
+        self._end_phase()
 
     def _check_retrainable(self, n: int, arch: str) -> None:
         """A finished f_n whose weights were lost is retrained on generation n's own training data (same
@@ -394,9 +430,23 @@ class SelfConsumingLoop:
         trainer.fit(model, datamodule=datamodule)
 
     def _trainer(self, name: str, version: str, callbacks: list[Callback], **overrides: Any) -> L.Trainer:
+        return L.Trainer(**self._trainer_kwargs(name, version, callbacks, **overrides))
+
+    def _trainer_kwargs(
+        self,
+        name: str,
+        version: str,
+        callbacks: list[Callback],
+        *,
+        user_loggers: bool = True,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """A phase's Trainer arguments: the ``trainer`` group, the user's callbacks and ``callbacks``, the
+        phase's TensorBoard logger under ``<name>/<version>`` (and the user's loggers, prefixed the same)."""
         kwargs = {**self.trainer_kwargs, **overrides}
         kwargs["callbacks"] = copy.deepcopy(self.user_callbacks) + callbacks
         own = TensorBoardLogger(self.runner.run.phase_log_dir(), name=name, version=version)
-        kwargs["logger"] = [own, *(PhasePrefixed(user, f"{name}/{version}") for user in self.user_loggers)]
+        users = self.user_loggers if user_loggers else []
+        kwargs["logger"] = [own, *(PhasePrefixed(user, f"{name}/{version}") for user in users)]
         kwargs["default_root_dir"] = str(self.runner.run.path)
-        return L.Trainer(**kwargs)
+        return kwargs

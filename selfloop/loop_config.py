@@ -39,6 +39,12 @@ class LoopConfig:
         scorer_arch: the arch whose f_{n-1} scores samples for the filter, and of the independent judge
             of ``gen_label_acc`` (trained once on real data with its own seed; default: the first of
             ``archs``).
+        panel_workers: how many classifier fits of a generation run at once, each in a process of its own
+            (1: one after another in this process). The fits of a generation depend only on its training
+            set, so the results are the same; concurrent fits go round-robin over the visible GPUs
+            (several per GPU when there are more workers than GPUs) and share the CPU threads. Their
+            per-fit curves go to TensorBoard only (``--trainer.logger`` still gets every generation's
+            metrics); cannot be combined with a multi-process (DDP) ``trainer``.
         generator_epochs: epochs of every generator fit.
         early_stopping_patience: validation epochs without improvement before a classifier stops
             (its epoch cap is ``--trainer.max_epochs``).
@@ -66,6 +72,7 @@ class LoopConfig:
     seed: int = 0
     archs: list[Arch] | None = None
     scorer_arch: Arch | None = None
+    panel_workers: PositiveInt = 1
     generator_epochs: PositiveInt = 30
     early_stopping_patience: PositiveInt = 5
     grid_per_class: PositiveInt = 8

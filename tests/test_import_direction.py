@@ -18,7 +18,7 @@ LAYERS = [
     {"filtering"},
     {"metrics"},
     {"callbacks"},
-    {"loop_config", "config_checks", "loop"},
+    {"loop_config", "config_checks", "classifier_fit", "loop"},
     {"cli"},
     {"analysis"},
     {"validation", "__main__"},

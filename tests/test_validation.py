@@ -25,12 +25,16 @@ def _table(path: Path) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
 
 
-def test_tiny_known_answer_tables(tmp_path, monkeypatch):
+def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(ROOT)
     runs, judged, single = tmp_path / "runs", tmp_path / "judged.md", tmp_path / "single.md"
     common = ["--scale", "tiny", "--runs", str(runs)]
     reference = ["--scenario", "perfect-generator", "density-seeking", "--seeds", "0", "1", "2"]
     status = main([*common, *reference, "--out", str(judged)])
+    console = "".join(capfd.readouterr())
+    # The loop's progress lines, without Lightning's per-phase banners (silenced by the CLI itself).
+    assert "[validate] density-seeking · seed 2" in console and "g3/3 classifier lenet · done" in console
+    assert "GPU available:" not in console and "💡 Tip" not in console
     rows = _table(judged)
     wanted = [s for s in SCENARIOS if s.name in ("perfect-generator", "density-seeking")]
     assert [(r[0], r[1]) for r in rows] == [

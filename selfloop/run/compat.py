@@ -22,6 +22,7 @@ HARMLESS_KEYS = (
     "trainer.logger",
     "loop.generations",
     "loop.grid_per_class",
+    "loop.panel_workers",
     "loop.root",
     "loop.name",
     "loop.run_dir",

@@ -1,0 +1,111 @@
+"""``--loop.panel_workers``: a generation's classifier fits in worker processes, with a serial run's results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from selfloop.cli import SelfLoopCLI
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+PANEL = ("--loop.generations", "1", "--loop.archs", "[lenet, alexnet]", "--loop.generator_epochs", "2")
+CLASSIFIERS = ("gen_000/lenet", "gen_000/alexnet", "gen_001/lenet", "gen_001/alexnet")
+
+
+def _fit(args: list[str]) -> None:
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        SelfLoopCLI(args=args)
+    finally:
+        os.chdir(cwd)
+
+
+def _classifier_hashes(run: Path) -> dict[str, str]:
+    files = json.loads((run / "manifest.json").read_text())["files"]
+    return {name: files[f"classifiers/{name}.pt"] for name in CLASSIFIERS}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> Path:
+    """An uninterrupted run with the panel fitted one arch after the other."""
+    from conftest import TINY_RUN
+
+    run = tmp_path_factory.mktemp("serial") / "run"
+    _fit(["fit", "--config", "configs/digits.yaml", *TINY_RUN, *PANEL, "--loop.run_dir", str(run)])
+    return run
+
+
+def test_two_workers_give_the_serial_runs_metrics_and_weights(tiny_run_args, tmp_path, serial):
+    run = tmp_path / "run"
+    _fit(tiny_run_args(run, *PANEL, "--loop.panel_workers", "2"))
+
+    assert (run / "metrics.csv").read_text() == (serial / "metrics.csv").read_text()
+    assert _classifier_hashes(run) == _classifier_hashes(serial)  # the same bytes, not only close values
+    # Each worker's fit wrote its own TensorBoard curves, the serial fit's values.
+    for name in CLASSIFIERS:
+        assert _val_losses(run / "phases" / name) == _val_losses(serial / "phases" / name), name
+
+
+def _val_losses(folder: Path) -> list[float]:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return [scalar.value for scalar in events.Scalars("val_loss")]
+
+
+def test_a_killed_concurrent_run_resumes_to_the_serial_runs_metrics(tiny_run_args, tmp_path, serial):
+    args = tiny_run_args(tmp_path / "run", *PANEL, "--loop.panel_workers", "2")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    faults = [sys.executable, str(ROOT / "tests" / "helpers" / "faults.py")]
+    killed = subprocess.run(
+        [*faults, "--kill-at", "after:g1/classifier/lenet", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    completed = json.loads((tmp_path / "run" / "manifest.json").read_text())["completed"]
+    assert "g1/classifier/lenet" in completed and "g1/classifier/alexnet" not in completed
+
+    resumed = subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.csv").read_text() == (serial / "metrics.csv").read_text()
+
+
+def test_panel_workers_with_a_multi_process_trainer_is_refused_before_any_work(tiny_run_args, tmp_path):
+    run = tmp_path / "run"
+    args = tiny_run_args(run, *PANEL, "--loop.panel_workers", "2")
+    args += ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    result = subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, result.stderr[-2000:]
+    assert "--loop.panel_workers 2" in error_lines[0] and "2 processes per fit (DDP)" in error_lines[0]
+    assert not run.exists()
+
+
+def test_the_panel_benchmark_prints_both_wall_times_their_ratio_and_identical_metrics():
+    from conftest import TINY_RUN
+    from test_benchmarks_run import number, values
+
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_panel.py", "--workers", "2", "--", *TINY_RUN, *PANEL],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = values(result.stdout)
+    serial, concurrent = number(found["serial_s"]), number(found["concurrent_s"])
+    assert serial > 0 and concurrent > 0
+    # Printed with 2 and 3 decimals: the ratio is their quotient up to that rounding.
+    assert number(found["ratio"]) == pytest.approx(serial / concurrent, abs=2e-3 + 0.01 / concurrent)
+    assert found["identical"] == "true"
