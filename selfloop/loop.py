@@ -269,6 +269,8 @@ class SelfConsumingLoop:
             "max_epochs": self.config.generator_epochs,
             "min_steps": generator.min_steps,
         }
+        if generator.max_steps is not None:
+            overrides["max_steps"] = generator.max_steps
         if generator.ddp_find_unused_parameters and self.trainer_kwargs.get("strategy") == "ddp":
             overrides["strategy"] = "ddp_find_unused_parameters_true"
         trainer = self._trainer(f"gen_{n:03d}", "generator", callbacks, **overrides)

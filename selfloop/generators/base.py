@@ -26,6 +26,9 @@ class ConditionalGenerator(L.LightningModule, ABC):
     ``trainer.global_step`` (Lightning's optimizer steps; a DCGAN takes 2 per batch, a discriminator
     and a generator step) is below it when the last epoch ends, one more epoch is run. Lightning's own ``Trainer(min_steps=...)`` does not do
     this: it only defers early stopping, and ``max_epochs`` still ends the fit (``_FitLoop.done``).
+    ``max_steps`` caps it (Lightning's ``Trainer(max_steps=...)``): later generations train on real + queue,
+    more data per epoch, and the cap keeps their fits as long as the first. ``min_steps == max_steps``
+    gives every generation the same step budget whatever its data.
     Subclasses that override ``on_train_epoch_end`` must call ``super().on_train_epoch_end()``.
 
     Args:
@@ -34,6 +37,7 @@ class ConditionalGenerator(L.LightningModule, ABC):
         image_size: side of the square images.
         min_steps: least number of optimizer steps (``trainer.global_step``) of a fit, reached by
             adding whole epochs beyond ``max_epochs``; ``None`` (default): the epochs alone decide.
+        max_steps: most optimizer steps of a fit (at least ``min_steps``); ``None`` (default): no cap.
     """
 
     # DDP must look for parameters without gradients when one training step runs several backward
@@ -41,13 +45,24 @@ class ConditionalGenerator(L.LightningModule, ABC):
     ddp_find_unused_parameters: bool = False
 
     def __init__(
-        self, num_classes: int, channels: int, image_size: int, min_steps: int | None = None
+        self,
+        num_classes: int,
+        channels: int,
+        image_size: int,
+        min_steps: int | None = None,
+        max_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.channels = channels
         self.image_size = image_size
         self.min_steps = min_steps
+        self.max_steps = max_steps
+        if min_steps is not None and max_steps is not None and max_steps < min_steps:
+            raise ValueError(
+                f"--generator.init_args.max_steps ({max_steps}) must be at least --generator.init_args.min_steps "
+                f"({min_steps})"
+            )
         self.class_names: list[str] = [str(c) for c in range(num_classes)]
 
     @property
@@ -57,11 +72,16 @@ class ConditionalGenerator(L.LightningModule, ABC):
 
     @min_steps.setter
     def min_steps(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(
-                f"--generator.init_args.min_steps must be a positive integer or null, got {value!r}"
-            )
-        self._min_steps = value
+        self._min_steps = _step_count("min_steps", value)
+
+    @property
+    def max_steps(self) -> int | None:
+        """Most optimizer steps of a fit (see the class doc); ``None``: no cap."""
+        return self._max_steps
+
+    @max_steps.setter
+    def max_steps(self, value: int | None) -> None:
+        self._max_steps = _step_count("max_steps", value)
 
     def on_train_epoch_end(self) -> None:
         """Run one more epoch while the fit's last epoch ends below ``min_steps`` optimizer steps."""
@@ -110,3 +130,9 @@ def to_uint8(images: Tensor) -> Tensor:
 def to_signed_unit(images: Tensor) -> Tensor:
     """Map uint8 images to float [-1, 1]."""
     return images.float() / 127.5 - 1.0
+
+
+def _step_count(flag: str, value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"--generator.init_args.{flag} must be a positive integer or null, got {value!r}")
+    return value

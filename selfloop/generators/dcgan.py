@@ -120,6 +120,8 @@ class ConditionalDCGAN(ConditionalGenerator):
             steps' oscillations makes class fidelity far less dependent on the seed.
         min_steps: the fewest optimizer steps of a fit (two per batch: discriminator and generator), so
             a small data set still gets the budget the epochs give the full one (``null``: epochs decide).
+        max_steps: the most optimizer steps of a fit, so a later generation's larger training set (real +
+            queue) does not lengthen it (``null``: epochs decide).
     """
 
     ddp_find_unused_parameters = True
@@ -136,8 +138,9 @@ class ConditionalDCGAN(ConditionalGenerator):
         aux_weight: float = 2.0,
         ema_decay: float = 0.99,
         min_steps: int | None = None,
+        max_steps: int | None = None,
     ) -> None:
-        super().__init__(num_classes, channels, image_size, min_steps=min_steps)
+        super().__init__(num_classes, channels, image_size, min_steps=min_steps, max_steps=max_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = _Generator(latent_dim, num_classes, channels, image_size, width)

@@ -85,6 +85,7 @@ class StableDiffusionLoRA(ConditionalGenerator):
             on GPUs only (on a CPU it only costs time).
         min_steps: the fewest optimizer steps of a LoRA fit, whatever the data set's size (``null``:
             epochs decide).
+        max_steps: the most optimizer steps of a LoRA fit (``null``: epochs decide).
     """
 
     def __init__(
@@ -108,8 +109,9 @@ class StableDiffusionLoRA(ConditionalGenerator):
         sample_batch_size: int = 16,
         gradient_checkpointing: bool = True,
         min_steps: int | None = None,
+        max_steps: int | None = None,
     ) -> None:
-        super().__init__(num_classes, channels, image_size, min_steps=min_steps)
+        super().__init__(num_classes, channels, image_size, min_steps=min_steps, max_steps=max_steps)
         self.save_hyperparameters()
         if channels != 3:
             raise ValueError(

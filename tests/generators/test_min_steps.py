@@ -26,7 +26,12 @@ def _gan(min_steps: int | None) -> ConditionalDCGAN:
     return gan
 
 
-def _fit(generator: ConditionalGenerator, max_epochs: int, trainer_min_steps: int | None = None) -> L.Trainer:
+def _fit(
+    generator: ConditionalGenerator,
+    max_epochs: int,
+    trainer_min_steps: int | None = None,
+    trainer_max_steps: int = -1,
+) -> L.Trainer:
     images = torch.randint(
         0, 256, (16, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
@@ -35,6 +40,7 @@ def _fit(generator: ConditionalGenerator, max_epochs: int, trainer_min_steps: in
     trainer = L.Trainer(
         max_epochs=max_epochs,
         min_steps=generator.min_steps if trainer_min_steps is None else trainer_min_steps,
+        max_steps=trainer_max_steps,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -84,3 +90,22 @@ def test_min_steps_must_be_a_positive_integer_and_the_error_names_the_flag(bad):
     gan = _gan(None)
     with pytest.raises(ValueError, match="min_steps"):
         gan.min_steps = bad
+
+
+def test_max_steps_caps_a_fit_whatever_its_epochs_and_equal_bounds_fix_the_budget():
+    capped = _gan(None)
+    capped.max_steps = 6
+    trainer = _fit(capped, max_epochs=5, trainer_max_steps=capped.max_steps)
+    assert trainer.global_step == 6  # mid-epoch: 5 epochs would have been 20 steps
+    fixed = _gan(min_steps=10)
+    fixed.max_steps = 10
+    assert _fit(fixed, max_epochs=1, trainer_max_steps=fixed.max_steps).global_step == 10
+
+
+def test_max_steps_below_min_steps_is_refused_naming_both_flags():
+    with pytest.raises(
+        ValueError, match=r"max_steps \(5\) must be at least --generator\.init_args\.min_steps \(10\)"
+    ):
+        ConditionalDCGAN(num_classes=4, channels=1, image_size=16, min_steps=10, max_steps=5)
+    with pytest.raises(ValueError, match=r"--generator\.init_args\.max_steps must be a positive integer"):
+        ConditionalDCGAN(num_classes=4, channels=1, image_size=16, max_steps=0)
