@@ -1,6 +1,6 @@
 """Wall time of one run with the panel fitted serially and with ``--loop.panel_workers``, as a ratio.
 
-    python scripts/bench_panel.py [--workers 2] [--config configs/digits.yaml] [-- EXTRA CLI ARGS]
+    python scripts/bench_panel.py [--workers 2] [--config configs/digits.yaml] [--keep DIR] [-- EXTRA CLI ARGS]
 
 Runs the same ``selfloop fit`` twice in fresh run directories, as separate processes: with
 ``--loop.panel_workers 1`` (every classifier fit after the other) and with ``--workers``. Everything but
@@ -49,15 +49,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="--loop.panel_workers of the concurrent run")
     parser.add_argument("--config", default="configs/digits.yaml", help="the config both runs use")
+    parser.add_argument("--keep", type=Path, help="keep the two runs in KEEP/serial and KEEP/concurrent")
     options = parser.parse_args(ours)
     if options.workers < 2:
         parser.error(f"--workers must be >= 2 (the concurrent run), got {options.workers}")
+    if options.keep is not None and options.keep.exists():
+        parser.error(f"--keep {options.keep} already exists: pass a new folder")
     extra = extra or list(DEFAULT_RUN)
-    with tempfile.TemporaryDirectory(prefix="bench_panel_") as folder:
-        serial = _timed_run(options.config, 1, Path(folder) / "serial", extra)
-        concurrent = _timed_run(options.config, options.workers, Path(folder) / "concurrent", extra)
-        identical = (Path(folder) / "serial" / "metrics.csv").read_bytes() == (
-            Path(folder) / "concurrent" / "metrics.csv"
+    with tempfile.TemporaryDirectory(prefix="bench_panel_") as scratch:
+        folder = options.keep or Path(scratch)
+        serial = _timed_run(options.config, 1, folder / "serial", extra)
+        concurrent = _timed_run(options.config, options.workers, folder / "concurrent", extra)
+        identical = (folder / "serial" / "metrics.csv").read_bytes() == (
+            folder / "concurrent" / "metrics.csv"
         ).read_bytes()
     print(f"config: {options.config} {' '.join(extra)}")
     print(f"workers: {options.workers}")

@@ -1,4 +1,8 @@
-"""``--loop.panel_workers``: a generation's classifier fits in worker processes, with a serial run's results."""
+"""``--loop.panel_workers``: a generation's classifier fits in worker processes, with a serial run's results.
+
+The serial and the concurrent run come from ``scripts/bench_panel.py`` (kept with ``--keep``), so the
+benchmark is tested for running and its two runs are the ones compared.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from selfloop.cli import SelfLoopCLI
+from test_benchmarks_run import number, values
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,39 +24,9 @@ PANEL = ("--loop.generations", "1", "--loop.archs", "[lenet, alexnet]", "--loop.
 CLASSIFIERS = ("gen_000/lenet", "gen_000/alexnet", "gen_001/lenet", "gen_001/alexnet")
 
 
-def _fit(args: list[str]) -> None:
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        SelfLoopCLI(args=args)
-    finally:
-        os.chdir(cwd)
-
-
 def _classifier_hashes(run: Path) -> dict[str, str]:
     files = json.loads((run / "manifest.json").read_text())["files"]
     return {name: files[f"classifiers/{name}.pt"] for name in CLASSIFIERS}
-
-
-@pytest.fixture(scope="module")
-def serial(tmp_path_factory) -> Path:
-    """An uninterrupted run with the panel fitted one arch after the other."""
-    from conftest import TINY_RUN
-
-    run = tmp_path_factory.mktemp("serial") / "run"
-    _fit(["fit", "--config", "configs/digits.yaml", *TINY_RUN, *PANEL, "--loop.run_dir", str(run)])
-    return run
-
-
-def test_two_workers_give_the_serial_runs_metrics_and_weights(tiny_run_args, tmp_path, serial):
-    run = tmp_path / "run"
-    _fit(tiny_run_args(run, *PANEL, "--loop.panel_workers", "2"))
-
-    assert (run / "metrics.csv").read_text() == (serial / "metrics.csv").read_text()
-    assert _classifier_hashes(run) == _classifier_hashes(serial)  # the same bytes, not only close values
-    # Each worker's fit wrote its own TensorBoard curves, the serial fit's values.
-    for name in CLASSIFIERS:
-        assert _val_losses(run / "phases" / name) == _val_losses(serial / "phases" / name), name
 
 
 def _val_losses(folder: Path) -> list[float]:
@@ -61,7 +35,39 @@ def _val_losses(folder: Path) -> list[float]:
     return [scalar.value for scalar in events.Scalars("val_loss")]
 
 
-def test_a_killed_concurrent_run_resumes_to_the_serial_runs_metrics(tiny_run_args, tmp_path, serial):
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> tuple[dict[str, str], Path]:
+    """The benchmark's output and the folder holding its serial and 2-worker runs."""
+    kept = tmp_path_factory.mktemp("bench") / "runs"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_panel.py", "--workers", "2", "--keep", str(kept), "--", *TINY_RUN, *PANEL],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return values(result.stdout), kept
+
+
+def test_the_panel_benchmark_prints_both_wall_times_their_ratio_and_identical_metrics(bench):
+    found, _ = bench
+    serial, concurrent = number(found["serial_s"]), number(found["concurrent_s"])
+    assert serial > 0 and concurrent > 0
+    # Printed with 2 and 3 decimals: the ratio is their quotient up to that rounding.
+    assert number(found["ratio"]) == pytest.approx(serial / concurrent, abs=2e-3 + 0.01 / concurrent)
+    assert found["identical"] == "true" and found["workers"] == "2"
+
+
+def test_two_workers_give_the_serial_runs_metrics_and_weights(bench):
+    _, kept = bench
+    serial, run = kept / "serial", kept / "concurrent"
+    assert (run / "metrics.csv").read_text() == (serial / "metrics.csv").read_text()
+    assert _classifier_hashes(run) == _classifier_hashes(serial)  # the same bytes, not only close values
+    # Each worker's fit wrote its own TensorBoard curves, the serial fit's values.
+    for name in CLASSIFIERS:
+        assert _val_losses(run / "phases" / name) == _val_losses(serial / "phases" / name), name
+
+
+def test_a_killed_concurrent_run_resumes_to_the_serial_runs_metrics(tiny_run_args, tmp_path, bench):
+    _, kept = bench
     args = tiny_run_args(tmp_path / "run", *PANEL, "--loop.panel_workers", "2")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     faults = [sys.executable, str(ROOT / "tests" / "helpers" / "faults.py")]
@@ -77,7 +83,7 @@ def test_a_killed_concurrent_run_resumes_to_the_serial_runs_metrics(tiny_run_arg
         [sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (tmp_path / "run" / "metrics.csv").read_text() == (serial / "metrics.csv").read_text()
+    assert (tmp_path / "run" / "metrics.csv").read_text() == (kept / "serial" / "metrics.csv").read_text()
 
 
 def test_panel_workers_with_a_multi_process_trainer_is_refused_before_any_work(tiny_run_args, tmp_path):
@@ -92,20 +98,3 @@ def test_panel_workers_with_a_multi_process_trainer_is_refused_before_any_work(t
     assert len(error_lines) == 1, result.stderr[-2000:]
     assert "--loop.panel_workers 2" in error_lines[0] and "2 processes per fit (DDP)" in error_lines[0]
     assert not run.exists()
-
-
-def test_the_panel_benchmark_prints_both_wall_times_their_ratio_and_identical_metrics():
-    from conftest import TINY_RUN
-    from test_benchmarks_run import number, values
-
-    result = subprocess.run(
-        [sys.executable, "scripts/bench_panel.py", "--workers", "2", "--", *TINY_RUN, *PANEL],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = values(result.stdout)
-    serial, concurrent = number(found["serial_s"]), number(found["concurrent_s"])
-    assert serial > 0 and concurrent > 0
-    # Printed with 2 and 3 decimals: the ratio is their quotient up to that rounding.
-    assert number(found["ratio"]) == pytest.approx(serial / concurrent, abs=2e-3 + 0.01 / concurrent)
-    assert found["identical"] == "true"
