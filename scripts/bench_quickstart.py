@@ -36,9 +36,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
-from selfloop.analysis.report import main as report  # noqa: E402
-from selfloop.run.layout import RunDirectory  # noqa: E402
-
 CLASSIFIER = "lenet"
 # (column, arch, metric) of the per-generation table; "a → b" cells pair a raw and a kept metric.
 COLUMNS: tuple[tuple[str, str, str | tuple[str, str]], ...] = (
@@ -103,6 +100,10 @@ def _run_seed(config: str, seed: int, run_dir: Path, extra: Sequence[str]) -> fl
 
 
 def _figures(runs: Path, run_dirs: Sequence[Path], folder: Path, lines: Sequence[str]) -> None:
+    # Imported only now: the timed runs go by without this process holding the training stack in memory.
+    from selfloop.analysis.report import main as report
+    from selfloop.run.layout import RunDirectory
+
     report_dir = runs / "report"
     report([*(str(p) for p in run_dirs), "--out", str(report_dir)])
     folder.mkdir(parents=True, exist_ok=True)

@@ -65,10 +65,10 @@ class ClassifierFit:
 def fit_concurrently(
     fits: Sequence[ClassifierFit],
     workers: int,
-    finish: Callable[[int, dict[str, Tensor], dict], None],
+    finish: Callable[[ClassifierFit, dict[str, Tensor], dict], None],
     check_stop: Callable[[], None],
 ) -> None:
-    """Run ``fits`` in up to ``workers`` spawned processes; call ``finish(i, state_dict, metrics)`` in order.
+    """Run ``fits`` in up to ``workers`` spawned processes; call ``finish(fit, state_dict, metrics)`` in order.
 
     Each worker keeps this process's CPU thread count: another count changes how floating-point sums
     are split, and so the weights (by about 1e-8 after one epoch), while the same count gives the bits a
@@ -81,12 +81,12 @@ def fit_concurrently(
     threads = torch.get_num_threads()
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(fits)), initializer=_start_worker, initargs=(threads,)) as pool:
-        pending = [pool.apply_async(_fit_in_worker, (fit,)) for fit in fits]
-        for index, result in enumerate(pending):
+        pending = [(fit, pool.apply_async(_fit_in_worker, (fit,))) for fit in fits]
+        for fit, result in pending:
             while not result.ready():
                 result.wait(POLL_SECONDS)
                 check_stop()
-            finish(index, *result.get())
+            finish(fit, *result.get())
 
 
 def _start_worker(threads: int) -> None:

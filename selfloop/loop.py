@@ -318,13 +318,12 @@ class SelfConsumingLoop:
                     model, metrics, strategy = fit.run(before_fit=self.stop.check)
                     self._finish_classifier(n, arch, model.state_dict(), metrics, strategy)
             return
-        fits = {arch: fit for arch in self.archs if (fit := self._classifier_fit(n, arch)) is not None}
-        archs = list(fits)
+        fits = [fit for arch in self.archs if (fit := self._classifier_fit(n, arch)) is not None]
 
-        def finish(index: int, state: dict[str, torch.Tensor], metrics: dict) -> None:
-            self._finish_classifier(n, archs[index], state, metrics, self._topology.local_strategy())
+        def finish(fit: ClassifierFit, state: dict[str, torch.Tensor], metrics: dict) -> None:
+            self._finish_classifier(n, fit.arch, state, metrics, self._topology.local_strategy())
 
-        fit_concurrently(list(fits.values()), self.config.panel_workers, finish, self.stop.check)
+        fit_concurrently(fits, self.config.panel_workers, finish, self.stop.check)
 
     def _classifier_fit(self, n: int, arch: str) -> ClassifierFit | None:
         """Generation n's fit of ``arch``, prepared (``None`` when the phase is done)."""
