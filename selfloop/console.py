@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from selfloop.catalogue import GENERATOR_ARCH, console_metrics
+
 if TYPE_CHECKING:
     from selfloop.run.phases import Phase, PhaseRunner
 
@@ -53,9 +55,8 @@ LIGHTNING_WARNINGS: tuple[str, ...] = (
 )
 
 # The summary table: classifier metrics per (generation, arch), then the generator's of that generation.
-CLASSIFIER_COLUMNS: tuple[str, ...] = ("acc", "md", "worst_group_acc")
-GENERATOR_COLUMNS: tuple[str, ...] = ("gen_label_acc", "fid_raw")
-GENERATOR_ARCH = "generator"
+CLASSIFIER_COLUMNS: tuple[str, ...] = console_metrics("classifier")
+GENERATOR_COLUMNS: tuple[str, ...] = console_metrics("generator")
 MISSING = "-"
 
 

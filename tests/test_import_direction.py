@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfloop"
 # analysis reads run directories and may import the run layer, but no training code imports it; the
 # entry points (the ``selfloop`` command, the known-answer validation) run training and analysis both.
 LAYERS = [
-    {"errors", "seeding", "eval_mode", "module_spec", "offline"},
+    {"errors", "seeding", "eval_mode", "module_spec", "offline", "catalogue"},
     {"data"},
     {"run"},
     {"console"},

@@ -28,13 +28,7 @@ from scipy.optimize import least_squares
 from selfloop.analysis.runs import GENERATOR_ARCH, Run
 from selfloop.analysis.seed_stats import SeedInterval, bootstrap_t_interval
 from selfloop.analysis.seed_stats import fmt as _fmt
-
-# Fairness scores where 1 means fair: the bias B of these is 1 - value. Other metrics (md, md_within_class,
-# worst_class_md) are biases.
-SCORE_METRICS = frozenset(
-    {"meo", "di", "meo_within_class", "di_within_class", "worst_class_meo", "worst_class_di"}
-)
-
+from selfloop.catalogue import is_fairness_score
 
 # Eq. 6 ----------------------------------------------------------------------------------------------------
 
@@ -263,7 +257,7 @@ def _transitions(
             raise ValueError(
                 f"no '{name}' rows in the table; eq. 6 needs B_t ({metric}), q_t ({q_metric}) and u_t ({u_metric})"
             )
-    flip = metric in SCORE_METRICS
+    flip = is_fairness_score(metric)
     bias: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)
     archs: list[str] = []
     for (unit, g, a, m), v in cells.items():

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from selfloop.catalogue import GENERATOR_ARCH
 from selfloop.run.compat import HARMLESS_KEYS, flatten
 from selfloop.run.phases import Phase
 
@@ -43,7 +44,6 @@ IGNORED_KEYS: tuple[str, ...] = (
     "trainer.default_root_dir",
 )
 
-GENERATOR_ARCH = "generator"
 METRICS_COLUMNS = ("generation", "arch", "seed", "metric", "value")
 
 

@@ -20,14 +20,13 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from selfloop.analysis.bias_dynamics import SCORE_METRICS
 from selfloop.analysis.runs import GENERATOR_ARCH, Run, by_group
 from selfloop.analysis.seed_stats import SeedInterval, fmt, t_interval
-from selfloop.metrics.fairness import WITHIN_CLASS_KEYS
+from selfloop.catalogue import is_fairness_score, metrics_of
 
 Verdict = Literal["increases", "decreases", "no detectable change"]
-CLASSIFIER_METRICS = ("acc", "md", "meo", "di", "worst_group_acc", *WITHIN_CLASS_KEYS)
-GENERATOR_METRICS = ("gen_label_acc", "gen_label_acc_kept", "u_t", "fid_raw", "fid_kept")
+CLASSIFIER_METRICS = metrics_of("classifier")
+GENERATOR_METRICS = metrics_of("generator")
 MIN_SEEDS = 3
 
 
@@ -114,7 +113,7 @@ def _sentence(
             f"a slope, and a t-interval over seeds needs at least {MIN_SEEDS}{seen}."
         )
     bias = ""
-    if metric in SCORE_METRICS and verdict != "no detectable change":
+    if is_fairness_score(metric) and verdict != "no detectable change":
         bias = f" (1 means fair, so its bias {'falls' if verdict == 'increases' else 'grows'})"
     return (
         f"{metric} of {arch} {verdict}{bias}: mean slope per generation {interval.describe()}; "
