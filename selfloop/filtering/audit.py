@@ -3,9 +3,10 @@
 ``write_audit`` writes three files into a folder (each atomically):
 
 * ``candidates.csv``: one row per candidate, in candidate order: ``generation, id, label, class_name``,
-  one column per scorer (raw score), ``combined`` (the score the filter ranked by), ``threshold`` (the
-  candidate's class threshold, see ``FilterResult.threshold``) and ``kept`` (1 survived, 0 dropped).
-  ``id`` is the candidate's index in the generation's candidate tensor.
+  ``subgroup`` (only when the filter was given the candidates' subgroups: the oracle's id, -1 for
+  ambiguous), one column per scorer (raw score), ``combined`` (the score the filter ranked by),
+  ``threshold`` (the candidate's class threshold, see ``FilterResult.threshold``) and ``kept`` (1
+  survived, 0 dropped). ``id`` is the candidate's index in the generation's candidate tensor.
 * ``score_histogram.png``: histograms of the combined scores, survivors and dropped stacked. The top
   panel pools all classes and marks every class threshold (or, with more than ``MAX_CLASS_PANELS``
   classes, their median); below it, one panel per class (up to ``MAX_CLASS_PANELS`` classes) with
@@ -85,6 +86,8 @@ def write_audit(
 def _check_lengths(labels: Tensor, result: FilterResult, images: Tensor) -> None:
     n = len(labels)
     sizes = {"images": len(images), "scores": len(result.scores), "keep": len(result.keep)}
+    if result.subgroups is not None:
+        sizes["subgroups"] = len(result.subgroups)
     sizes.update({f"scores of {name}": len(v) for name, v in result.per_scorer.items()})
     wrong = {k: v for k, v in sizes.items() if v != n}
     if wrong:
@@ -99,11 +102,13 @@ def _candidates_csv(generation: int, labels: Tensor, result: FilterResult, class
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     scorer_names = list(result.per_scorer)
+    subgroup = ["subgroup"] if result.subgroups is not None else []
     writer.writerow(
-        ["generation", "id", "label", "class_name", *scorer_names, "combined", "threshold", "kept"]
+        ["generation", "id", "label", "class_name", *subgroup, *scorer_names, "combined", "threshold", "kept"]
     )
     per_scorer = [result.per_scorer[name].tolist() for name in scorer_names]
     scores, keep, threshold = result.scores.tolist(), result.keep.tolist(), result.threshold.tolist()
+    subgroups = result.subgroups.tolist() if result.subgroups is not None else None
     for i, label in enumerate(labels.tolist()):
         t = threshold[label] if label < len(threshold) else math.nan
         writer.writerow(
@@ -112,6 +117,7 @@ def _candidates_csv(generation: int, labels: Tensor, result: FilterResult, class
                 i,
                 label,
                 _class_name(class_names, label),
+                *([subgroups[i]] if subgroups is not None else []),
                 *(f"{values[i]:.7g}" for values in per_scorer),
                 f"{scores[i]:.7g}",
                 "" if math.isnan(t) else f"{t:.7g}",
@@ -150,7 +156,8 @@ def _histogram_png(generation: int, labels: Tensor, result: FilterResult, class_
         ax.axvline(
             float(sorted(used)[len(used) // 2]), color="black", linestyle="--", label="median class threshold"
         )
-    ax.set_title(f"generation {generation}: combined scores ({result.mode} rule), all classes")
+    rule = f"{result.mode} rule" + ("" if result.selection == "score" else f", {result.selection} selection")
+    ax.set_title(f"generation {generation}: combined scores ({rule}), all classes")
     ax.set_xlabel("combined score")
     ax.set_ylabel("candidates")
     ax.legend(fontsize="small")

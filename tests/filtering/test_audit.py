@@ -94,3 +94,18 @@ def test_audit_rejects_mismatched_inputs(tmp_path):
     images, labels, result = candidates()
     with pytest.raises(ValueError, match="10 labels but"):
         write_audit(tmp_path, 1, labels, result, images[:5], ["zero", "one"])
+
+
+def test_candidates_csv_gets_the_subgroup_column_when_the_filter_knew_the_subgroups(tmp_path):
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    images = torch.zeros(10, 1, 6, 6, dtype=torch.uint8)
+    subgroups = torch.tensor([0, 1, -1, 1, 0, 2, 2, 0, -1, 1])
+    scorer = FixedScorer("a", [0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 0.05])
+    f = SampleFilter(0.4, [scorer], selection="subgroup_balanced")
+    result = f(images, labels, ScoringContext(["zero", "one"]), 3, subgroups=subgroups, num_subgroups=3)
+    paths = write_audit(tmp_path, 1, labels, result, images, ["zero", "one"])
+    with open(paths["candidates.csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:6] == ["generation", "id", "label", "class_name", "subgroup", "a"]
+    assert [int(r["subgroup"]) for r in rows] == subgroups.tolist()
+    assert [int(r["kept"]) for r in rows] == result.keep.int().tolist()
