@@ -34,7 +34,7 @@ look at the pool as a whole (subgroup mix, spread in a feature space) within the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -115,16 +115,46 @@ class FilterResult:
         metrics["ambiguous_kept"] = float(self.ambiguous_kept.sum())
         return metrics
 
+    def with_keep(self, keep: Tensor, labels: Tensor) -> FilterResult:
+        """A copy with another keep mask (e.g. after a person's review) and its per-cell counts recounted.
+
+        ``cell_missing`` stays: it is the filter's shortfall against its own target, which a review does
+        not change.
+
+        Args:
+            keep: boolean ``(N,)`` survivors.
+            labels: int64 ``(N,)`` class per candidate.
+        """
+        result = replace(self, keep=keep)
+        if self.subgroups is not None and self.cell_kept is not None:
+            shape = (self.cell_kept.shape[0], self.cell_kept.shape[1])
+            result.cell_kept, result.ambiguous_kept = _kept_cells(labels, self.subgroups, keep, shape)
+        return result
+
+
+def _kept_cells(
+    labels: Tensor, subgroups: Tensor, keep: Tensor, shape: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Survivors per (class, subgroup) cell and survivors of ambiguous subgroup per class."""
+    labels, keep = labels.cpu().long(), keep.cpu().bool()
+    num_classes, num_subgroups = shape
+    cells = cell_counts(labels[keep], subgroups[keep], num_classes, num_subgroups)
+    ambiguous = torch.bincount(labels[keep & (subgroups == AMBIGUOUS)], minlength=num_classes)
+    return cells, ambiguous
+
 
 @dataclass
 class _Selected:
+    """What a selection rule decided: survivors, per-class thresholds, per-cell shortfall (or None)."""
+
     keep: Tensor
     threshold: Tensor
     cell_missing: Tensor | None
 
 
 class SampleFilter:
-    """Drops the weakest ``drop_fraction`` of each class's candidates by score (see the module doc).
+    """Drops the weakest ``drop_fraction`` of each class's candidates by score (see the module doc), or,
+    with another ``selection``, chooses the same per-class budget by subgroup mix or spread.
 
     Args:
         drop_fraction: r (paper: 0.1 MNIST, 0.3 CIFAR, 0.6 ImageNet); 0 keeps everything. In
@@ -413,12 +443,11 @@ class SampleFilter:
         )
         if subgroups is None or num_subgroups is None:
             return result
-        labels, keep, total = labels.cpu().long(), selected.keep, len(selected.threshold)
+        shape = (len(selected.threshold), num_subgroups)
         result.subgroups = subgroups
-        result.cell_kept = cell_counts(labels[keep], subgroups[keep], total, num_subgroups)
-        no_target = torch.zeros(total, num_subgroups, dtype=torch.long)
+        result.cell_kept, result.ambiguous_kept = _kept_cells(labels, subgroups, selected.keep, shape)
+        no_target = torch.zeros(shape, dtype=torch.long)
         result.cell_missing = selected.cell_missing if selected.cell_missing is not None else no_target
-        result.ambiguous_kept = torch.bincount(labels[keep & (subgroups == AMBIGUOUS)], minlength=total)
         return result
 
 

@@ -223,3 +223,21 @@ def test_missing_pool_inputs_are_refused_naming_what_is_needed():
         run(SampleFilter(0.0, [scorer]), [0, 0], 1, 1, subgroups=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"features of shape \(3, 2\) for 2 candidates"):
         run(SampleFilter(0.0, [scorer], selection="diversity"), [0, 0], 1, 1, features=torch.zeros(3, 2))
+
+
+def test_with_keep_recounts_the_cells_after_a_review():
+    # k = 4 over 3 subgroups -> targets 2, 1, 1 (the leftover to the lowest id): subgroup 0 has one
+    # candidate (one missing), subgroup 1 keeps its best (id 1), subgroup 2 has none (one missing).
+    # Then a person drops survivor 0 and adds ids 2 (ambiguous) and 3: the counts follow the mask, the
+    # filter's own shortfall stays.
+    scores = [0.9, 0.8, 0.7, 0.6]
+    subgroups = torch.tensor([0, 1, -1, 1])
+    f = SampleFilter(0.0, [FixedScorer(scores)], selection="subgroup_balanced")
+    result = run(f, [0] * 4, 4, 1, subgroups=subgroups, num_subgroups=3)
+    assert kept_ids(result) == [0, 1]
+    assert result.cell_missing.tolist() == [[1, 0, 1]]
+    reviewed = result.with_keep(torch.tensor([False, True, True, True]), torch.tensor([0] * 4))
+    assert reviewed.cell_kept.tolist() == [[0, 2, 0]]
+    assert reviewed.ambiguous_kept.tolist() == [1]
+    assert reviewed.cell_missing.tolist() == [[1, 0, 1]]
+    assert result.cell_kept.tolist() == [[1, 1, 0]]  # the original is untouched
