@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import Tensor
 
+from selfloop.data.colour_oracle import colour_oracle
 from selfloop.filtering.sample_filter import FilterResult, SampleFilter
 from selfloop.filtering.scorers import Scorer, ScoringContext
 from selfloop.filtering.selection import cell_counts, cell_targets, k_center, subgroup_mix
+from selfloop.metrics.unbalance import unbalanced_generation
 
 
 class FixedScorer(Scorer):
@@ -241,3 +243,29 @@ def test_with_keep_recounts_the_cells_after_a_review():
     assert reviewed.ambiguous_kept.tolist() == [1]
     assert reviewed.cell_missing.tolist() == [[1, 0, 1]]
     assert result.cell_kept.tolist() == [[1, 1, 0]]  # the original is untouched
+
+
+def test_balancing_by_the_colour_oracle_repairs_a_red_heavy_pool():
+    # A generator that over-produces red digits: one class, 8 red, 2 green, 2 blue and 1 yellow (mixed:
+    # the oracle abstains) candidates, red and yellow scoring best. The real set is colour-balanced, so
+    # u_t (total variation to the real mix) measures the damage: the score rule keeps 5 red and the yellow
+    # one (u_t = 2/3 over the readable ones), the balanced rule 2 of each colour (u_t = 0), as read by
+    # the colour digits' own subgroup oracle.
+    images = torch.zeros(13, 3, 8, 8, dtype=torch.uint8)
+    colours = [0] * 8 + [1, 1, 2, 2]
+    for i, channel in enumerate(colours):
+        images[i, channel, 2:6, 3:5] = 200
+    images[12, :2, 2:6, 3:5] = 200  # yellow
+    subgroups = colour_oracle(images)
+    assert subgroups.tolist() == colours + [-1]
+    scores = [1.0 - 0.01 * i for i in range(8)] + [0.5, 0.4, 0.3, 0.2, 0.995]
+    real_labels, real_subgroups = torch.zeros(6, dtype=torch.long), torch.tensor([0, 1, 2, 0, 1, 2])
+    kept_mix = {}
+    for selection in ("score", "subgroup_balanced"):
+        f = SampleFilter(0.5, [FixedScorer(scores)], selection=selection)
+        result = run(f, [0] * 13, 6, 1, subgroups=subgroups, num_subgroups=3)
+        kept_mix[selection] = result.cell_kept.tolist()
+        u_t = unbalanced_generation(subgroups[result.keep], torch.zeros(6), real_subgroups, real_labels, 1, 3)
+        assert u_t == pytest.approx({"score": 2 / 3, "subgroup_balanced": 0.0}[selection])
+        assert result.ambiguous_kept.tolist() == [{"score": 1, "subgroup_balanced": 0}[selection]]
+    assert kept_mix == {"score": [[5, 0, 0]], "subgroup_balanced": [[2, 2, 2]]}
