@@ -16,7 +16,7 @@ whatever ``max_epochs`` is, without running a single optimisation step. Select t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -196,19 +196,30 @@ class DensitySeekingGenerator(_MemorisingGenerator):
         image_size: image side (linked from the data set).
         tilt: the factor t applied to the majority subgroup's weight (> 0; 1 = no tilt, < 1 tilts
             away from the majority).
+        source: what a fit memorises: ``training_set`` (real share + queue, so the tilt compounds through
+            the queue) or ``real`` (the real training split only, so every generation draws the same tilted
+            distribution: a one-time shift when generated data first enters, and no compounding).
 
     Raises:
         ValueError: at fit time, for a data set without an exact subgroup oracle.
     """
 
     def __init__(
-        self, num_classes: int = 10, channels: int = 3, image_size: int = 32, tilt: float = 2.0
+        self,
+        num_classes: int = 10,
+        channels: int = 3,
+        image_size: int = 32,
+        tilt: float = 2.0,
+        source: Literal["training_set", "real"] = "training_set",
     ) -> None:
         super().__init__(num_classes, channels, image_size)
         if not (tilt > 0 and tilt < float("inf")):
             raise ValueError(f"--generator.init_args.tilt must be a finite number > 0, got {tilt}")
+        if source not in ("training_set", "real"):
+            raise ValueError(f"--generator.init_args.source must be 'training_set' or 'real', got {source!r}")
         self.save_hyperparameters()
         self.tilt = tilt
+        self.source = source
 
     @override
     def _memorise(self, datamodule: SelfLoopDataModule) -> ImageSet:
@@ -218,10 +229,13 @@ class DensitySeekingGenerator(_MemorisingGenerator):
                 f"DensitySeekingGenerator needs a data set with an exact subgroup oracle (e.g. the colourised "
                 f"digits, selfloop.data.digits.ColoredDigitsDataModule); {type(datamodule).__name__} has none"
             )
-        train = datamodule.train_set
-        if train is None:
-            datamodule.setup("fit")
+        if self.source == "real":
+            train = datamodule.real.train
+        else:
             train = datamodule.train_set
+            if train is None:
+                datamodule.setup("fit")
+                train = datamodule.train_set
         assert train is not None
         subgroups = torch.as_tensor(oracle(train.images), dtype=torch.long).cpu()
         return ImageSet(train.images, train.labels, subgroups)
