@@ -37,8 +37,8 @@ EQ6_METHOD = (
     "error minus another's; their mean over seeds gets a 95% Student t-interval, shown as the reduction of the "
     "MSE. q_t / u_t are credited only when eq. 6 beats generation effects and q_t / u_t added to generation "
     "effects also predict better (both intervals above 0), so a bias that changes with the generation while "
-    "q_t / u_t trend along is not credited to them (at most 1% false credit in 200 simulated experiments per "
-    f"scenario). Needs at least {MIN_SEEDS} seeds and {MIN_TRANSITIONS} transitions (generations 0 to "
+    "q_t / u_t trend along is not credited to them (0-1.5% false credit in 200 simulated experiments per "
+    f"scenario without an effect of q_t / u_t). Needs at least {MIN_SEEDS} seeds and {MIN_TRANSITIONS} transitions (generations 0 to "
     f"{MIN_TRANSITIONS}) per run. q_t is {Q_METRIC}, u_t is {U_METRIC}."
 )
 """The method in one paragraph, for the report's verdict section."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -198,7 +199,7 @@ def test_measurement_noise_attenuates_the_factor_by_the_reliability() -> None:
     obs = transitions(rows)
     c = constant_factors(obs)[0]
     assert c == pytest.approx(0.8, abs=0.03)
-    noisy = obs.__class__(**{**obs.__dict__, "var_b0": np.full(len(obs), 0.05**2)})
+    noisy = replace(obs, var_b0=np.full(len(obs), 0.05**2))
     assert attenuation(noisy) == pytest.approx(0.8, abs=0.03)
     assert c / attenuation(noisy) == pytest.approx(1.0, abs=0.03)
     assert math.isnan(attenuation(obs))
