@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from selfloop.analysis.bias_dynamics import simulate_bias_dynamics
+from selfloop.analysis.eq6_fit import simulate_bias_dynamics
 from selfloop.analysis.report import Q_JUDGE, main
 from selfloop.analysis.runs import load_runs
 from selfloop.cli import SelfLoopCLI
