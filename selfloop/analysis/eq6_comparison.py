@@ -1,7 +1,7 @@
 """Does eq. 6 predict bias better than the generation index alone? Five models, cross-validated over seeds.
 
-Models of ``B_{t+1} = A B_t`` (``selfloop.analysis.eq6_fit``), each predicting one step ahead from the
-observed ``B_t``:
+Models of ``B_{t+1} = A B_t`` (``selfloop.analysis.eq6_fit``, ``selfloop.analysis.eq6_baselines``), each
+predicting one step ahead from the observed ``B_t``:
 
 * no change, ``A = 1``;
 * a constant factor per arch, ``A = c_M``;
@@ -61,15 +61,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from selfloop.analysis.eq6_fit import (
-    a_values,
+from selfloop.analysis.eq6_baselines import (
     constant_factors,
     generation_factors,
-    solve,
     solve_with_generations,
-    spec,
     within_generation_terms,
 )
+from selfloop.analysis.eq6_fit import a_values, solve, spec
 from selfloop.analysis.eq6_transitions import Q_METRIC, U_METRIC, Transitions, transitions
 from selfloop.analysis.runs import Run
 from selfloop.analysis.seed_stats import SeedInterval, t_interval

@@ -1,4 +1,4 @@
-"""Eq. 6 fitted to the transitions of one experiment, with the simpler models it is compared with.
+"""Eq. 6 fitted to the transitions of one experiment: parameters, A_t and their bootstrap intervals.
 
 The paper's section 5 conjecture (eq. 6) is ``B_{t+1} = A_t B_t`` with
 
@@ -18,10 +18,8 @@ A_t unchanged). The data can identify less: a kappa whose regressor does not var
 is fixed at 0; when q_t and u_t are collinear with the per-arch scale (or there are fewer transitions than
 parameters) kappa_U, then kappa_Q, is fixed at 0; an arch whose B_t is always 0 gets no ``c_M`` (NaN).
 
-Every model is fitted by least squares of the one-step prediction ``B_{t+1} - A B_t`` from the observed
-``B_t``: no change (``A = 1``), a constant factor per arch (``A = c_M``, ``constant_factors``),
-generation effects (``A = c_M g_t``, ``generation_factors``), eq. 6 (``solve``) and eq. 6 plus generation
-effects (``A = c_M g_t (1 + kappa_Q (1 - q_t) + kappa_U u_t)``, ``solve_with_generations``).
+Eq. 6 is fitted by least squares of the one-step prediction ``B_{t+1} - A_t B_t`` from the observed
+``B_t`` (``solve``), like the models it is compared with (``selfloop.analysis.eq6_baselines``).
 
 Measurement noise. ``B_t`` is measured on a finite test split, so it is the true bias plus binomial noise
 of variance sigma^2; as a regressor that shrinks every fitted factor toward 0 by the reliability
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
+from selfloop.analysis.eq6_baselines import constant_factors, full_column_rank, generation_factors
 from selfloop.analysis.eq6_transitions import Transitions
 
 
@@ -90,10 +89,6 @@ class Spec:
         """The data terms estimated: ``kappa_Q``, ``kappa_U`` or neither."""
         return [name for name, on in (("kappa_Q", self.free_q), ("kappa_U", self.free_u)) if on]
 
-    @property
-    def n_parameters(self) -> int:
-        return int(self.active.sum()) + len(self.free)
-
 
 def spec(obs: Transitions) -> Spec:
     """Decide which parameters of eq. 6 the transitions identify (see the module docstring)."""
@@ -120,11 +115,7 @@ def spec(obs: Transitions) -> Spec:
         columns = [live.b0 * (live.arch == a) for a in np.flatnonzero(active)]
         columns += [live.b0 * (1.0 - live.q)] if fq else []
         columns += [live.b0 * live.u] if fu else []
-        design = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
-        if design.shape[0] < design.shape[1]:
-            return False
-        design = design / np.maximum(np.linalg.norm(design, axis=0), 1e-300)
-        return int(np.linalg.matrix_rank(design, tol=1e-8)) == design.shape[1]
+        return full_column_rank(columns, live.b0)
 
     # Drop kappa_U first, then kappa_Q, until the linearised design has full column rank: collinear
     # regressors (or too few transitions) leave only a combination identified.
@@ -187,187 +178,6 @@ def a_values(params: np.ndarray, arch: np.ndarray, q: np.ndarray, u: np.ndarray)
     """Eq. 6's A_t for each (arch, q_t, u_t) under ``solve``'s parameters."""
     n_arch = len(params) - 2
     return params[:n_arch][arch] * (1.0 + params[n_arch] * (1.0 - q) + params[n_arch + 1] * u)
-
-
-# The simpler models -----------------------------------------------------------------------------------
-
-
-def constant_factors(obs: Transitions) -> np.ndarray:
-    """Per arch the least-squares ``c`` of ``B_{t+1} = c B_t`` (NaN without a transition with B_t != 0)."""
-    num = np.bincount(obs.arch, obs.b0 * obs.b1, minlength=obs.n_arch)
-    den = np.bincount(obs.arch, obs.b0**2, minlength=obs.n_arch)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-@dataclass(frozen=True)
-class GenerationEffects:
-    """``A = c_M g_t (1 + kappa_Q (qbar_t - q_t) + kappa_U (u_t - ubar_t))``: a factor per arch times one
-    per transition, and optionally the effect of a seed's q_t / u_t departing from the transition's mean.
-
-    The transition factor ``g_t`` (t -> t+1) is shared by every seed and arch (the archs differ by ``c_M``
-    only, as in eq. 6), so it captures any change of A with the generation index, whatever drives it. With
-    the kappas at 0 this is the generation-effects model. With them free it is eq. 6 plus generation
-    effects in its within-transition form: ``g_t`` absorbs A at the transition's mean quality and
-    unbalance (``qbar_t``, ``ubar_t``, means over the fitted transitions), and the kappas (eq. 6's, to first
-    order, signs included: lower quality raises A) can only use how q_t and u_t vary across seeds at one
-    transition, which the generation index cannot explain. Centring also keeps the fit well conditioned.
-
-    Args:
-        c: per arch (NaN for an arch without information).
-        g: per starting generation t (NaN for a transition without information).
-        kappa_q: the q_t term (0 in the generation-effects model).
-        kappa_u: the u_t term.
-        q_mean: ``qbar_t`` per starting generation (None with both kappas at 0).
-        u_mean: ``ubar_t``.
-    """
-
-    c: np.ndarray
-    g: np.ndarray
-    kappa_q: float = 0.0
-    kappa_u: float = 0.0
-    q_mean: np.ndarray | None = None
-    u_mean: np.ndarray | None = None
-
-    def factor(self, arch: np.ndarray, t: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """A per transition (NaN for an arch or transition the fit has not seen)."""
-        seen = t < len(self.g)
-        index = np.where(seen, t, 0)
-        a = np.where(seen, self.c[arch] * self.g[index], np.nan)
-        if self.q_mean is None or self.u_mean is None:
-            return a
-        return a * (1.0 + self.kappa_q * (self.q_mean[index] - q) + self.kappa_u * (u - self.u_mean[index]))
-
-
-def generation_factors(obs: Transitions, n_generations: int, iterations: int = 500) -> GenerationEffects:
-    """Least squares of ``B_{t+1} - c_M g_t B_t`` by alternating the two closed-form updates.
-
-    The problem is bilinear: with g fixed, each ``c_M`` is a ratio of sums, and with c fixed each ``g_t``;
-    alternating never raises the squared error and stops when it no longer falls (relative 1e-12). The
-    scale split between c and g is arbitrary (only their product predicts); ``g`` is normalised to mean 1.
-
-    Args:
-        obs: the transitions to fit.
-        n_generations: length of ``g``, more than the largest starting generation in ``obs``.
-        iterations: most alternations.
-    """
-    live = obs.subset(obs.b0 != 0)
-    c = constant_factors(live)
-    seen_a = np.isfinite(c)
-    seen_t = np.bincount(live.t, minlength=n_generations) > 0
-    if not len(live):
-        return GenerationEffects(c, np.full(n_generations, np.nan))
-    c = np.where(seen_a, c, 0.0)
-    g = np.ones(n_generations)
-
-    def ratio(index: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
-        den = np.bincount(index, x * x, minlength=n)
-        return np.bincount(index, x * live.b1, minlength=n) / np.where(den > 0, den, 1.0)
-
-    last = math.inf
-    for _ in range(iterations):
-        g = np.where(seen_t, ratio(live.t, c[live.arch] * live.b0, n_generations), 1.0)
-        c = ratio(live.arch, g[live.t] * live.b0, obs.n_arch)
-        sse = float(np.sum((c[live.arch] * g[live.t] * live.b0 - live.b1) ** 2))
-        if sse >= last * (1 - 1e-12):
-            break
-        last = sse
-    scale = float(np.mean(g[seen_t]))
-    if scale > 0:
-        g, c = g / scale, c * scale
-    return GenerationEffects(np.where(seen_a, c, np.nan), np.where(seen_t, g, np.nan))
-
-
-def _transition_means(obs: Transitions, n_generations: int) -> tuple[np.ndarray, np.ndarray]:
-    """``qbar_t`` and ``ubar_t``: q_t and u_t averaged over the transitions from generation t."""
-    count = np.maximum(np.bincount(obs.t, minlength=n_generations), 1)
-    return (
-        np.bincount(obs.t, obs.q, minlength=n_generations) / count,
-        np.bincount(obs.t, obs.u, minlength=n_generations) / count,
-    )
-
-
-def within_generation_terms(obs: Transitions) -> tuple[bool, bool]:
-    """Whether kappa_Q and kappa_U are identified next to generation effects: (free_q, free_u).
-
-    Next to a factor per transition, q_t and u_t inform only through their variation across seeds (and
-    archs) at one transition; a term whose regressor is a function of t (or of the other term) is not
-    identified. Checked on the design linearised at kappa = 0, as in ``spec``.
-    """
-    live = obs.subset(obs.b0 != 0)
-    if not len(live):
-        return False, False
-    q_mean, u_mean = _transition_means(live, int(live.t.max()) + 1)
-    archs = [a for a in range(obs.n_arch) if np.any(live.arch == a)]
-    base = [live.b0 * (live.t == t) for t in np.unique(live.t)] + [
-        live.b0 * (live.arch == a) for a in archs[1:]
-    ]
-
-    def full_rank(extra: list[np.ndarray]) -> bool:
-        design = np.stack(base + extra, axis=1)
-        norms = np.linalg.norm(design, axis=0)
-        # Deviations from a transition's mean that are only rounding (q_t the same in every seed) would
-        # look like a regressor of their own once normalised.
-        if design.shape[0] <= design.shape[1] or norms.min() <= 1e-9 * np.linalg.norm(live.b0):
-            return False
-        design = design / norms
-        return int(np.linalg.matrix_rank(design, tol=1e-8)) == design.shape[1]
-
-    q_col, u_col = live.b0 * (q_mean[live.t] - live.q), live.b0 * (live.u - u_mean[live.t])
-    if obs.use_u and full_rank([q_col, u_col]):
-        return True, True
-    if full_rank([q_col]):
-        return True, False
-    return False, bool(obs.use_u and full_rank([u_col]))
-
-
-def solve_with_generations(obs: Transitions, n_generations: int) -> GenerationEffects:
-    """Least squares of eq. 6 plus generation effects (``GenerationEffects`` with free kappas).
-
-    Starts from ``generation_factors``; the first arch's ``c`` is fixed (c and g share one scale). Kappas
-    that ``within_generation_terms`` finds unidentified stay 0, so without any the result is generation
-    effects.
-
-    Args:
-        obs: the transitions to fit.
-        n_generations: length of ``g``, more than the largest starting generation in ``obs``.
-    """
-    start = generation_factors(obs, n_generations)
-    free_q, free_u = within_generation_terms(obs)
-    if not (free_q or free_u):
-        return start
-    live = obs.subset((obs.b0 != 0) & np.isfinite(start.factor(obs.arch, obs.t, obs.q, obs.u)))
-    q_mean, u_mean = _transition_means(live, n_generations)
-    archs, ts = np.unique(live.arch), np.unique(live.t)
-    arch_pos, t_pos = np.searchsorted(archs, live.arch), np.searchsorted(ts, live.t)
-    dq, du = q_mean[live.t] - live.q, live.u - u_mean[live.t]
-    n_free = int(free_q) + int(free_u)
-
-    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-        c = np.concatenate([[start.c[archs[0]]], x[: len(archs) - 1]])
-        g = x[len(archs) - 1 : len(archs) - 1 + len(ts)]
-        kappas = x[len(x) - n_free :]
-        return c, g, float(kappas[0]) if free_q else 0.0, float(kappas[-1]) if free_u else 0.0
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        c, g, kq, ku = unpack(x)
-        return c[arch_pos] * g[t_pos] * (1.0 + kq * dq + ku * du) * live.b0 - live.b1
-
-    def jacobian(x: np.ndarray) -> np.ndarray:
-        c, g, kq, ku = unpack(x)
-        data = 1.0 + kq * dq + ku * du
-        columns = [g[t_pos] * data * live.b0 * (arch_pos == i) for i in range(1, len(archs))]
-        columns += [c[arch_pos] * data * live.b0 * (t_pos == i) for i in range(len(ts))]
-        scale = c[arch_pos] * g[t_pos] * live.b0
-        columns += [scale * dq] if free_q else []
-        columns += [scale * du] if free_u else []
-        return np.stack(columns, axis=1)
-
-    x0 = np.concatenate([start.c[archs[1:]], start.g[ts], np.zeros(n_free)])
-    c, g, kq, ku = unpack(least_squares(residuals, x0, jacobian, method="trf", x_scale="jac").x)
-    full_c, full_g = np.full(obs.n_arch, np.nan), np.full(n_generations, np.nan)
-    full_c[archs], full_g[ts] = c, g
-    return GenerationEffects(full_c, full_g, kq, ku, q_mean, u_mean)
 
 
 def attenuation(obs: Transitions) -> float:

@@ -32,14 +32,15 @@ from selfloop.analysis.seed_stats import fmt
 EQ6_METHOD = (
     "Five models of B_t+1 = A B_t predict every transition of each seed from a fit on the other seeds "
     "(leave-one-seed-out): no change (A = 1), a constant factor per arch (A = c_M), generation effects "
-    "(A = c_M g_t, a factor per transition shared by seeds and archs), eq. 6 (A = c_M (1 + kappa_Q (1 - q_t) + "
-    "kappa_U u_t)) and eq. 6 plus generation effects. Per seed, the log of one model's held-out mean squared "
-    "error minus another's; their mean over seeds gets a 95% Student t-interval, shown as the reduction of the "
-    "MSE. q_t / u_t are credited only when eq. 6 beats generation effects and q_t / u_t added to generation "
-    "effects also predict better (both intervals above 0), so a bias that changes with the generation while "
-    "q_t / u_t trend along is not credited to them (0-1.5% false credit in 200 simulated experiments per "
-    f"scenario without an effect of q_t / u_t). Needs at least {MIN_SEEDS} seeds and {MIN_TRANSITIONS} transitions (generations 0 to "
-    f"{MIN_TRANSITIONS}) per run. q_t is {Q_METRIC}, u_t is {U_METRIC}."
+    "(A = c_M g_t, a factor per transition shared by seeds and archs), eq. 6 (A = c_M (1 + kappa_Q (1 - q_t) "
+    "+ kappa_U u_t)) and eq. 6 plus generation effects. Per seed, the log of one model's held-out mean "
+    "squared error minus another's; their mean over seeds gets a 95% Student t-interval, shown as the "
+    "reduction of the MSE. q_t / u_t are credited only when eq. 6 beats generation effects and q_t / u_t "
+    "added to generation effects also predict better (both intervals above 0), so a bias that changes with "
+    "the generation while q_t / u_t trend along is not credited to them (0-1.5% false credit in 200 "
+    "simulated experiments per scenario without an effect of q_t / u_t). Needs at least "
+    f"{MIN_SEEDS} seeds and {MIN_TRANSITIONS} transitions (generations 0 to {MIN_TRANSITIONS}) per run. "
+    f"q_t is {Q_METRIC}, u_t is {U_METRIC}."
 )
 """The method in one paragraph, for the report's verdict section."""
 

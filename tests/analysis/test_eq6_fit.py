@@ -1,4 +1,4 @@
-"""The eq. 6 fit and the generation-effects fits, against closed forms and runs simulated from a known A_t."""
+"""The eq. 6 fit, against closed forms and runs simulated from a known A_t."""
 
 from __future__ import annotations
 
@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 from helpers.tidy_rows import metric_rows, quality_rows
 
-from selfloop.analysis.eq6_fit import (
-    attenuation,
-    constant_factors,
-    fit_eq6,
-    generation_factors,
-    simulate_bias_dynamics,
-    solve_with_generations,
-    within_generation_terms,
-)
-from selfloop.analysis.eq6_transitions import md_noise_variance, transitions
+from selfloop.analysis.eq6_baselines import constant_factors
+from selfloop.analysis.eq6_fit import attenuation, fit_eq6, simulate_bias_dynamics
+from selfloop.analysis.eq6_transitions import transitions
 
 TRUE_C = {"lenet": 1.05, "resnet50": 0.9}
 KAPPA_Q, KAPPA_U = 0.8, 1.5
@@ -47,17 +40,6 @@ def simulated_rows(
 def test_simulate_follows_eq6() -> None:
     b = simulate_bias_dynamics(0.9, 0.2, q=[0.5, 1.0], u=[0.1, 0.0], kappa_q=0.4, kappa_u=2.0)
     assert b.tolist() == pytest.approx([0.2, 0.2 * 0.9 * (1 + 0.2 + 0.2), 0.2 * 0.9 * 1.4 * 0.9])
-
-
-def test_transitions_pair_b_t_with_the_samples_that_entered_t_plus_1() -> None:
-    obs = transitions(simulated_rows(noise=0.0))
-    assert obs.archs == ("lenet", "resnet50") and obs.seeds == (0, 1, 2) and len(obs) == 3 * 2 * 6
-    first = (obs.unit == 0) & (obs.arch == 0) & (obs.t == 0)
-    # B_1 = c (1 + kQ (1 - q_1) + kU u_1) B_0 with the q, u logged under generation 1.
-    assert obs.b1[first][0] == pytest.approx(
-        TRUE_C["lenet"] * (1 + KAPPA_Q * (1 - obs.q[first][0]) + KAPPA_U * obs.u[first][0]) * 0.1
-    )
-    assert np.isnan(obs.var_b0).all()  # no test-split size given
 
 
 def test_fit_recovers_exact_parameters_without_noise() -> None:
@@ -127,66 +109,6 @@ def test_bad_tables_are_clear_errors() -> None:
         fit_eq6(transitions(zero))
 
 
-def test_generation_effects_recover_a_factor_per_transition() -> None:
-    """B_t+1 = c_M g_t B_t exactly: the fit gives back every product c_M g_t, and the generation-effects
-    column of the A_t table shows it."""
-    g, c = [1.3, 0.8, 1.1, 1.0], {"lenet": 1.0, "resnet50": 0.7}
-    rows = []
-    rng = np.random.default_rng(0)
-    for seed in range(3):
-        rows += quality_rows(seed, rng.uniform(0.6, 0.9, 4), rng.uniform(0, 0.3, 4))
-        for arch, c_m in c.items():
-            rows += metric_rows(seed, arch, "md", 0.1 * (1 + seed) * np.cumprod([1.0, *(c_m * np.array(g))]))
-    obs = transitions(rows)
-    effects = generation_factors(obs, 4)
-    products = effects.factor(obs.arch, obs.t, obs.q, obs.u)
-    expected = np.array([c[obs.archs[a]] for a in obs.arch]) * np.array(g)[obs.t]
-    assert products == pytest.approx(expected, rel=1e-9)
-    assert np.mean(effects.g) == pytest.approx(1.0)
-    assert math.isnan(effects.factor(np.array([0]), np.array([4]), np.array([0.8]), np.array([0.1]))[0])
-    fit = fit_eq6(obs, n_bootstrap=0)
-    assert [r.generation_effect for r in fit.a_t if r.arch == "resnet50"] == pytest.approx(
-        [0.7 * x for x in g]
-    )
-
-
-def test_eq6_plus_generation_effects_uses_only_variation_within_a_transition() -> None:
-    """Eq. 6 times a factor per transition, in the within-transition form: the kappas come back exactly;
-    when q_t and u_t are the same for every seed at a transition they are not identified."""
-    g, kq, ku = [1.2, 0.9, 1.05, 1.0, 0.95], 0.8, -0.5
-    rng = np.random.default_rng(3)
-    q = rng.uniform(0.6, 0.95, (4, 5))
-    u = rng.uniform(0.0, 0.3, (4, 5))
-    rows = []
-    for seed in range(4):
-        rows += quality_rows(seed, q[seed], u[seed])
-        factor = np.array(g) * (1 + kq * (q.mean(0) - q[seed]) + ku * (u[seed] - u.mean(0)))
-        rows += metric_rows(seed, "lenet", "md", 0.1 * np.cumprod([1.0, *factor]))
-    obs = transitions(rows)
-    assert within_generation_terms(obs) == (True, True)
-    both = solve_with_generations(obs, 5)
-    assert (both.kappa_q, both.kappa_u) == pytest.approx((kq, ku), abs=1e-6)
-    assert both.g * both.c[0] == pytest.approx(g, abs=1e-6)
-    trending = [
-        {**r, "value": 0.9 - 0.01 * r["generation"]} if r["metric"] == "gen_label_acc_kept" else r
-        for r in rows
-    ]
-    obs = transitions(trending)
-    assert within_generation_terms(obs) == (False, True)
-    assert solve_with_generations(obs, 5).kappa_q == 0.0
-
-
-def test_md_noise_variance_matches_binomial_draws() -> None:
-    """Two subgroups at accuracy 0.9 and 0.7, 1000 test samples: var(MD) = (0.09 + 0.21) / 500 = 6e-4.
-    Reference: 20000 simulated test splits (relative sd of the variance estimate 1%; tolerance 5%)."""
-    assert md_noise_variance([0.9, 0.7], 1000) == pytest.approx(6e-4)
-    assert md_noise_variance([0.9, math.nan, 0.7], 1000) == pytest.approx(6e-4)
-    rng = np.random.default_rng(0)
-    draws = np.abs(rng.binomial(500, 0.9, 20000) / 500 - rng.binomial(500, 0.7, 20000) / 500)
-    assert md_noise_variance([0.9, 0.7], 1000) == pytest.approx(np.var(draws), rel=0.05)
-    assert math.isnan(md_noise_variance([0.9], 1000))
-
-
 def test_measurement_noise_attenuates_the_factor_by_the_reliability() -> None:
     """A true factor of 1 (B = 0.1 in every generation) measured with noise sd 0.05, half the RMS of B:
     least squares gives 0.1^2 / (0.1^2 + 0.05^2) = 0.8, and ``attenuation`` estimates that shrinkage from
@@ -203,19 +125,3 @@ def test_measurement_noise_attenuates_the_factor_by_the_reliability() -> None:
     assert attenuation(noisy) == pytest.approx(0.8, abs=0.03)
     assert c / attenuation(noisy) == pytest.approx(1.0, abs=0.03)
     assert math.isnan(attenuation(obs))
-
-
-def test_test_size_gives_the_measurement_variance_of_md() -> None:
-    rows = simulated_rows(noise=0.0)
-    for seed in (0, 1, 2):
-        for arch in TRUE_C:
-            for g in range(7):
-                rows += [
-                    {"generation": g, "arch": arch, "seed": seed, "metric": f"subgroup_acc_{k}", "value": a}
-                    for k, a in enumerate((0.9, 0.7))
-                ]
-    obs = transitions(rows, test_size=1000)
-    assert obs.var_b0 == pytest.approx(np.full(len(obs), 6e-4))
-    fit = fit_eq6(obs, n_bootstrap=0)
-    expected = 1 - 6e-4 * len(obs) / np.sum(obs.b0**2)
-    assert fit.attenuation == pytest.approx(expected) and f"{expected:.3g}" in fit.notes[0]
