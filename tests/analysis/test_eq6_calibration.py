@@ -17,12 +17,14 @@ factor / generation effects / eq. 6 + generation effects / eq. 6):
                                            power 100%    (0 / 0 / 0 / 0 / 100)
 * the same with kappas a third as large (A_t moved by 7.9% sd), 5% process noise:
                                            power 94.5%   (0.5 / 5 / 0 / 0 / 94.5)
-  and with 10% process noise (measured, not tested): power 41.5% (35.5 / 23 / 0 / 6 / 35.5)
+  measured, not tested: with 10% process noise, power 41.5% (35.5 / 23 / 0 / 6 / 35.5); with 5% process
+  noise and B measured with noise of sd 0.005, 54% (14 / 31.5 / 0.5 / 6 / 48); with 4 seeds, 81%
 * random walk, A = 1, q_t / u_t as in eq. 6, 2 archs:        credits 1.5% (98 / 0.5 / 0 / 1.5 / 0)
 * constant factor, A = c_M, q_t / u_t as in eq. 6, 2 archs:  credits 1%   (0 / 99 / 0 / 0.5 / 0.5)
 
 Before generation effects were a baseline, the held-out comparison of eq. 6 with a constant factor
-credited q_t / u_t in 58.5% of the generation-driven experiments (95.5% with g_t = 0.9 + 0.05 t).
+(``bias_dynamics.compare_bias_models``, now removed) credited q_t / u_t in 58.5% of 200 generation-driven
+experiments without the measurement noise (95.5% with g_t = 0.9 + 0.05 t).
 """
 
 from __future__ import annotations
