@@ -328,12 +328,11 @@ def compare_models(obs: Transitions, confidence: float = 0.95) -> ModelCompariso
         "rmse": {m: float(np.sqrt(e.mean())) if len(e) else math.nan for m, e in errors.items()},
     }
     if len(order) < MIN_SEEDS:
-        return _not_judged(
-            metric,
-            f"{len(order)} seed{'s' * (len(order) != 1)} could be scored, and leaving one seed out needs at "
-            f"least {MIN_SEEDS}",
-            **known,
-        )
+        n_runs = len(np.unique(obs.unit))
+        seeds = f"{n_runs} seed{'s' * (n_runs != 1)}"
+        if n_runs >= MIN_SEEDS:  # a seed whose transitions no other seed has cannot be predicted
+            seeds = f"{len(order)} of {seeds} could be scored"
+        return _not_judged(metric, f"{seeds}, and leaving one seed out needs at least {MIN_SEEDS}", **known)
     # The floor, far below any real error, keeps exact fits finite; differences below TIE are rounding.
     floor = 1e-12 * float(np.mean(obs.b1[scored] ** 2)) + 1e-300
     per_seed = {m: np.log(np.array([e[units == k].mean() for k in order]) + floor) for m, e in errors.items()}
