@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from selfloop.analysis.tables import FID_COLUMNS, cell, fid_display_rows
+from selfloop.analysis.tables import FID_COLUMNS, fid_display_rows, html_table
 from selfloop.analysis.verdict_tables import DISPLAY_COLUMNS, method_text, notes_of, verdict_rows
 from selfloop.analysis.verdicts import MetricVerdict
+from selfloop.analysis.wording import Q_TEXT
 
 if TYPE_CHECKING:
     from selfloop.analysis.report import GroupSection
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 _ENVIRONMENT = Environment(
     loader=PackageLoader("selfloop.analysis", "templates"), autoescape=True, undefined=StrictUndefined
 )
-_ENVIRONMENT.globals["cell"] = cell
+_ENVIRONMENT.globals["table"] = html_table
 
 
 def render_page(
@@ -42,6 +43,7 @@ def render_page(
         verdict_columns=DISPLAY_COLUMNS,
         notes=notes_of(found),
         eq6_method=eq6_method,
+        q_text=Q_TEXT,
         eq6_rows=eq6_rows,
         eq6_columns=[c for c in (eq6_rows[0] if eq6_rows else {}) if c != "sentence"],
         sections=sections,

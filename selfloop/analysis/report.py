@@ -6,7 +6,8 @@ Runs are grouped into experiments (see ``selfloop.analysis.runs``); per group th
 ``selfloop.analysis.figures``, ``metrics_<group>.csv`` (every metric's mean, std and n over seeds, per arch and
 generation), ``trends_<group>.csv`` (per arch and metric the shift and trend verdicts with their intervals,
 adjusted p-values and detectable changes: ``selfloop.analysis.verdicts``) and the eq. 6 section
-(``eq6_<group>.md`` and its CSV tables); plus ``table1_fid.csv`` / ``table1_fid.md`` (FID by generation, mean
+(``eq6_<group>.md`` and its CSV tables: leave-one-seed-out comparison with generation effects,
+``selfloop.analysis.eq6_section``); plus ``table1_fid.csv`` / ``table1_fid.md`` (FID by generation, mean
 ± std over seeds) when FID rows exist, ``verdicts.md`` (every verdict, also printed by the command) and
 ``index.html`` showing all of it, the verdicts first. File names use the group key, ``<data set>-<config hash>``.
 """
@@ -42,6 +43,7 @@ from selfloop.analysis.tables import (
 )
 from selfloop.analysis.verdict_tables import verdicts_markdown
 from selfloop.analysis.verdicts import TRENDS_CSV_COLUMNS, MetricVerdict, metric_verdicts
+from selfloop.analysis.wording import Q_TEXT
 
 PROG = "python -m selfloop.analysis.report"
 
@@ -135,7 +137,7 @@ def write_report(
                 figures=group_figures(members, group, label, out),
                 metrics_csv=metrics_csv.name,
                 verdicts_csv=verdicts_csv.name,
-                eq6=eq6_section(members, group, out, bias_metric, n_bootstrap),
+                eq6=eq6_section(members, group, out, bias_metric, n_bootstrap, q_text=Q_TEXT),
             )
         )
     fid = fid_rows(runs)

@@ -7,6 +7,7 @@ precision while markdown and HTML show the same rounded text.
 from __future__ import annotations
 
 import csv
+import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,19 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> li
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return lines
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows as an HTML table fragment (``cell`` formatting, every value escaped)."""
+    if not rows:
+        return "<p><em>none</em></p>"
+    columns = list(columns or rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def metrics_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:

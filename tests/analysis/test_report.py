@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from selfloop.analysis.bias_dynamics import simulate_bias_dynamics
-from selfloop.analysis.report import Q_JUDGE, main
+from selfloop.analysis.eq6_fit import simulate_bias_dynamics
+from selfloop.analysis.report import main
 from selfloop.analysis.runs import load_runs
+from selfloop.analysis.wording import Q_JUDGE
 from selfloop.cli import SelfLoopCLI
 from selfloop.metrics.fairness import WITHIN_CLASS_KEYS
 
@@ -69,7 +70,7 @@ def digits_metrics(seed: int) -> dict:
             metrics[g, arch, "di"] = 1 - md[g] / 3
             metrics[g, arch, "worst_group_acc"] = 0.8
             for k, name in enumerate(WITHIN_CLASS_KEYS):
-                metrics[g, arch, name] = 0.5 + 0.05 * k + 0.01 * g
+                metrics[g, arch, name] = 0.5 + 0.05 * k + 0.01 * g + 1e-5 * rng.standard_normal()
             for k in range(3):
                 metrics[g, arch, f"subgroup_acc_{k}"] = 0.9 - 0.05 * k
                 metrics[g, arch, f"ranked_subgroup_acc_{k}"] = 0.8 + 0.05 * k - 0.01 * g
@@ -181,24 +182,41 @@ def test_report_writes_every_figure_table_and_page(run_dirs: list[Path], tmp_pat
         assert text in page, text
     assert "<th>seed</th>" in page and "data.class_path" in page  # the seeds and configs used
 
-    # The verdicts come first, in the page and in verdicts.md; lenet's MD grows by 10% a generation.
+    # The verdicts come first, in the page and in verdicts.md, each with its evidence and the family named.
     tables = verdict_tables(page)
     verdicts = (out / "verdicts.md").read_text()
-    assert (
-        f"| {digits} | lenet | md | increases |" in verdicts and "(95% t-interval over 3 seeds)" in verdicts
-    )
-    assert "<td>lenet</td><td>md</td><td>increases</td>" in tables
-    assert f"{digits}: Whether q_t / u_t explain the dynamics of md cannot be judged: 3 seeds" in verdicts
-    with open(out / f"trends_{hin}.csv") as handle:
-        assert {(r["arch"], r["metric"]) for r in csv.DictReader(handle)} == {("resnet50", "acc")}
-    # The within-class disparities have a verdict per arch, like the pooled ones; each grows by 0.01.
+    assert "form one family, corrected by Holm's method" in verdicts and "Holm-adjusted p" in verdicts
+    with open(out / f"trends_{digits}.csv") as handle:
+        rows = {(r["arch"], r["metric"]): r for r in csv.DictReader(handle)}
+    assert set(next(iter(rows.values()))) >= {
+        "arch", "metric", "shift_verdict", "shift_estimate", "shift_low", "shift_high", "shift_p_adjusted",
+        "trend_verdict", "trend_slope", "trend_low", "trend_high", "trend_p_adjusted", "n_seeds", "generations",
+        "method",
+    }  # fmt: skip
+    allowed = {"increases", "decreases", "no detectable change", "cannot be judged"}
+    for r in rows.values():
+        assert r["trend_verdict"] in allowed or r["trend_verdict"].startswith("unchanged within ±"), r
+        assert r["n_seeds"] == "3" and r["generations"].startswith("0 1" if r["arch"] != "generator" else "1")
+    # The within-class disparities grow by 0.01 a generation after generation 1 and do not jump at it.
     for arch in ARCHS:
         for name in WITHIN_CLASS_KEYS:
-            assert f"<td>{arch}</td><td>{name}</td><td>increases</td>" in tables, (arch, name)
-            assert f"| {digits} | {arch} | {name} | increases |" in verdicts, (arch, name)
+            row = rows[arch, name]
+            assert row["trend_verdict"] == "increases", (arch, name)
+            assert float(row["trend_slope"]) == pytest.approx(0.01, abs=1e-4)
+            assert float(row["shift_estimate"]) == pytest.approx(0.01, abs=1e-4)  # one step of the trend
+            assert f"| {digits} | {arch} | {name} |" in verdicts, (arch, name)
+            assert f"<td>{arch}</td><td>{name}</td>" in tables, (arch, name)
+    # Generator metrics start at generation 1: a trend and no shift.
+    assert (
+        rows["generator", "u_t"]["shift_verdict"] == ""
+        and rows["generator", "u_t"]["generations"] == "1 2 3 4"
+    )
+    with open(out / f"trends_{hin}.csv") as handle:
+        assert {(r["arch"], r["metric"]) for r in csv.DictReader(handle)} == {("resnet50", "acc")}
+    assert "Whether q_t / u_t explain the dynamics of md cannot be judged" in verdicts
     # Wherever q_t is described, the report says who judged it.
     assert Q_JUDGE in tables and Q_JUDGE in verdicts and Q_JUDGE in (out / f"eq6_{digits}.md").read_text()
-    assert page.count(Q_JUDGE) >= 3  # the trends' method, the eq. 6 method and the generator figure
+    assert page.count(Q_JUDGE) >= 3  # the verdicts' method, the eq. 6 method and the generator figure
 
 
 def test_missing_or_invalid_run_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -260,12 +278,23 @@ def test_one_seed_quick_start_gives_no_verdict(tmp_path: Path, capsys) -> None:
     for word in ("increases", "decreases", "no detectable change"):
         assert f"| {word} |" not in verdicts and f"<td>{word}</td>" not in page, word
     assert "explain the dynamics of md beyond" not in verdicts + page
-    for metric in ("acc", "md", "meo", "di", "worst_group_acc", "gen_label_acc", "u_t", "fid_raw"):
-        assert re.search(rf"\| {metric} \| cannot be judged \(1 seed\) \|", verdicts), metric
+    for metric in ("acc", "md", "meo", "di", "worst_group_acc"):
+        assert re.search(
+            rf"\| lenet \| {metric} \| cannot be judged \| 1 seed with a shift, and an interval over seeds "
+            rf"needs at least 3 \| cannot be judged \| 1 seed with a trend",
+            verdicts,
+        ), metric
+    for metric in ("gen_label_acc", "u_t", "fid_raw"):
+        assert re.search(
+            rf"\| generator \| {metric} \|  \| .* \| cannot be judged \| 1 seed with a trend", verdicts
+        )
     assert "Whether q_t / u_t explain the dynamics of md cannot be judged" in verdicts
     with open(out / f"trends_{load_runs([run])[0].group}.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["verdict"] for r in rows} == {"cannot be judged"} and {r["n_seeds"] for r in rows} == {"1"}
+    assert {r["trend_verdict"] for r in rows} == {"cannot be judged"} and {r["n_seeds"] for r in rows} == {
+        "1"
+    }
+    assert {r["shift_verdict"] for r in rows} == {"cannot be judged", ""}
 
 
 def test_equal_errors_give_no_positive_verdict(tmp_path: Path) -> None:
@@ -300,7 +329,11 @@ def test_equal_errors_give_no_positive_verdict(tmp_path: Path) -> None:
     assert float(row["eq6_vs_constant_low"]) == 0.0 == float(row["eq6_vs_constant_high"])
     verdicts = (out / "verdicts.md").read_text()
     assert f"- {group}: No model beats no change (A = 1) for md" in verdicts
-    assert "| lenet | md | no detectable change | 0 |" in verdicts
+    # MD never moves: every seed's contrasts are 0, a zero-width interval, which judges nothing.
+    assert re.search(
+        r"\| lenet \| md \| cannot be judged \| every seed gives the same shift \([-.e0-9]+\): a zero-width",
+        verdicts,
+    )
     page = verdict_tables((out / "index.html").read_text())
     assert "explain the dynamics of md beyond" not in page and "No model beats no change" in page
 
@@ -323,7 +356,7 @@ def test_report_of_a_real_run_shows_within_class_disparities(tiny_run_args, tmp_
     assert f'<img src="within_class_{group}.png"' in page and "Disparities within classes" in page
     verdicts = (out / "verdicts.md").read_text()
     for name in WITHIN_CLASS_KEYS:
-        assert re.search(rf"\| {group} \| lenet \| {name} \| cannot be judged \(1 seed\) \|", verdicts), name
+        assert re.search(rf"\| {group} \| lenet \| {name} \| cannot be judged \| 1 seed with a shift", verdicts), name
     with open(out / f"metrics_{group}.csv") as handle:
         rows = {(r["metric"], r["generation"]) for r in csv.DictReader(handle) if r["arch"] == "lenet"}
     assert {(name, g) for name in WITHIN_CLASS_KEYS for g in ("0", "1")} <= rows
