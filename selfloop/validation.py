@@ -1,10 +1,11 @@
 """Does the simulator detect what it should? Known-answer scenarios, several seeds, one table.
 
 Each scenario is a shipped config (``configs/validation/*.yaml``) whose answer is known by construction
-or from the model-collapse literature, and a list of expectations: a metric of an arch and the verdicts
-that agree with the known answer. The verdicts are the report's own (``selfloop.analysis.trends``: per
-seed the least-squares slope over generations, a 95% t-interval of the mean slope over seeds), so the
-table says whether the statistics a user relies on reach the right conclusion here.
+or from the model-collapse literature, and a list of expectations: a metric of an arch and the shift and
+trend verdicts that agree with the known answer. The verdicts are the report's own
+(``selfloop.analysis.verdicts``: per seed the shift at generation 1 and the slope over generations >= 1,
+t-intervals over seeds, every test of the table in one Holm-corrected family), so the table says whether
+the statistics a user relies on reach the right conclusion here.
 
     selfloop validate                      # or: python scripts/validate.py
     selfloop validate --seeds 0 1 2 3 4 --scenario density-seeking
@@ -22,28 +23,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfloop.analysis.runs import GENERATOR_ARCH, load_runs, run_finished
-from selfloop.analysis.trends import Trend, Verdict, trends
+from selfloop.analysis.verdict_tables import method_text
+from selfloop.analysis.verdicts import (
+    DECREASES,
+    INCREASES,
+    NO_CHANGE,
+    Contrast,
+    MetricVerdict,
+    metric_verdicts,
+)
 
-NO_CHANGE: Verdict = "no detectable change"
+UNCHANGED = "unchanged"
+"""Any ``unchanged within ±m`` verdict (the margin comes from the metric catalogue)."""
+FLAT = (NO_CHANGE, UNCHANGED)
+NOT_UP = (DECREASES, NO_CHANGE, UNCHANGED)
+NOT_DOWN = (INCREASES, NO_CHANGE, UNCHANGED)
+
+
+def category(verdict: str) -> str:
+    """A verdict without its margin: ``unchanged within ±0.01`` -> ``unchanged``."""
+    return UNCHANGED if verdict.startswith(UNCHANGED) else verdict
 
 
 @dataclass(frozen=True)
 class Expectation:
-    """A metric of an arch (or ``generator``) and the verdicts that agree with the known answer."""
+    """A metric of an arch (or ``generator``) and the shift and trend verdicts that agree with the known
+    answer (``shift`` None: not checked; generator metrics have none)."""
 
     arch: str
     metric: str
-    accepted: tuple[Verdict, ...]
+    trend: tuple[str, ...]
+    shift: tuple[str, ...] | None = None
 
-    @property
-    def expected(self) -> str:
+    @staticmethod
+    def words(accepted: tuple[str, ...] | None) -> str:
         """The known answer in words, e.g. ``increases`` or ``does not increase``."""
-        if len(self.accepted) == 1:
-            return self.accepted[0]
-        (rejected,) = {"increases", "decreases", NO_CHANGE} - set(self.accepted)
-        return {"increases": "does not increase", "decreases": "does not decrease", NO_CHANGE: "changes"}[
-            rejected
-        ]
+        if accepted is None:
+            return "-"
+        if set(accepted) == set(FLAT):
+            return "does not change"
+        if set(accepted) == set(NOT_UP):
+            return "does not increase"
+        if set(accepted) == set(NOT_DOWN):
+            return "does not decrease"
+        return " or ".join(accepted)
 
 
 @dataclass(frozen=True)
@@ -60,36 +83,47 @@ SCENARIOS: tuple[Scenario, ...] = (
         "perfect-generator",
         "configs/validation/perfect_generator.yaml",
         (
-            Expectation("lenet", "acc", (NO_CHANGE,)),
-            Expectation("lenet", "md", (NO_CHANGE,)),
-            Expectation("lenet", "md_within_class", (NO_CHANGE,)),
+            Expectation("lenet", "acc", FLAT, FLAT),
+            Expectation("lenet", "md", FLAT, FLAT),
+            Expectation("lenet", "md_within_class", FLAT, FLAT),
+        ),
+    ),
+    Scenario(
+        "one-time-shift",
+        "configs/validation/one_time_shift.yaml",
+        (
+            # Every generation draws the same tilted resample of the real set: u_t jumps to its level at
+            # generation 1 and stays; the classifiers' within-class bias jumps once and does not compound.
+            Expectation(GENERATOR_ARCH, "u_t", FLAT),
+            Expectation("lenet", "md_within_class", FLAT, (INCREASES,)),
+            Expectation("lenet", "worst_group_acc", FLAT, (DECREASES,)),
         ),
     ),
     Scenario(
         "density-seeking",
         "configs/validation/density_seeking.yaml",
         (
-            Expectation(GENERATOR_ARCH, "u_t", ("increases",)),
+            Expectation(GENERATOR_ARCH, "u_t", (INCREASES,)),
             # The tilt favours each class's own majority colour, and the majorities differ between classes,
             # so the bias it plants is within classes: pooled MD averages it away (see README, metrics).
-            Expectation("lenet", "md_within_class", ("increases",)),
-            Expectation("lenet", "worst_group_acc", ("decreases",)),
+            Expectation("lenet", "md_within_class", (INCREASES,), (INCREASES,)),
+            Expectation("lenet", "worst_group_acc", (DECREASES,), (DECREASES,)),
         ),
     ),
     Scenario(
         "collapse-replace",
         "configs/validation/collapse_replace.yaml",
         (
-            Expectation(GENERATOR_ARCH, "fid_raw", ("increases",)),
-            Expectation(GENERATOR_ARCH, "gen_label_acc", ("decreases",)),
+            Expectation(GENERATOR_ARCH, "fid_raw", (INCREASES,)),
+            Expectation(GENERATOR_ARCH, "gen_label_acc", (DECREASES,)),
         ),
     ),
     Scenario(
         "collapse-control",
         "configs/validation/collapse_paper.yaml",
         (
-            Expectation(GENERATOR_ARCH, "fid_raw", ("decreases", NO_CHANGE)),
-            Expectation(GENERATOR_ARCH, "gen_label_acc", ("increases", NO_CHANGE)),
+            Expectation(GENERATOR_ARCH, "fid_raw", NOT_UP),
+            Expectation(GENERATOR_ARCH, "gen_label_acc", NOT_DOWN),
         ),
     ),
 )
@@ -111,55 +145,82 @@ SCALES: dict[str, tuple[str, ...]] = {"quick": ("--trainer.enable_progress_bar",
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the validation table."""
+    """One line of the validation table: an expectation and the verdicts found (None: not logged)."""
 
     scenario: str
     expectation: Expectation
-    trend: Trend | None
+    found: MetricVerdict | None
 
-    @property
-    def verdict(self) -> str:
-        if self.trend is None:
-            return "not logged"
-        return self.trend.verdict or "cannot be judged"
+    def _agrees(self, accepted: tuple[str, ...] | None, contrast: Contrast | None) -> bool:
+        return accepted is None or (contrast is not None and category(contrast.verdict) in accepted)
 
     @property
     def agrees(self) -> bool:
-        return self.verdict in self.expectation.accepted
+        e, v = self.expectation, self.found
+        if v is None:
+            return False
+        return self._agrees(e.shift, v.shift) and self._agrees(e.trend, v.trend)
 
     def cells(self) -> list[str]:
-        e = self.expectation
-        measured = "not logged" if self.trend is None else self.trend.interval.describe()
+        e, v = self.expectation, self.found
+
+        def verdict(contrast: Contrast | None, accepted: tuple[str, ...] | None) -> str:
+            if accepted is None:
+                return "-"
+            if v is None:
+                return "not logged"
+            return f"{contrast.verdict}: {contrast.evidence()}" if contrast else "-"
+
         return [
             self.scenario,
             f"{e.metric} ({e.arch})",
-            e.expected,
-            measured,
-            self.verdict,
+            Expectation.words(e.shift),
+            verdict(v.shift if v else None, e.shift),
+            Expectation.words(e.trend),
+            verdict(v.trend if v else None, e.trend),
             "yes" if self.agrees else "NO",
         ]
 
 
-HEADER = ["scenario", "metric", "expected", "mean slope per generation [95% CI]", "verdict", "agrees"]
+HEADER = ["scenario", "metric", "expected shift", "shift (generation 0 -> 1)", "expected trend",
+          "trend (per generation after 1)", "agrees"]  # fmt: skip
 
 
-def run_scenario(scenario: Scenario, seeds: Sequence[int], runs: Path, scale: str) -> list[Row]:
-    """Run (or reuse) ``scenario`` for every seed and judge its expectations."""
+def run_scenario(scenario: Scenario, seeds: Sequence[int], runs: Path, scale: str) -> list[Path]:
+    """Run (or reuse) ``scenario`` for every seed; returns the run directories."""
     from selfloop.cli import main as fit  # the training stack, imported only when something runs
 
     folder = runs / scale / scenario.name
+    dirs = []
     for seed in seeds:
         run_dir = folder / f"seed_{seed}"
+        dirs.append(run_dir)
         if run_finished(run_dir):
             continue
         print(f"[validate] {scenario.name} · seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
         args = ["fit", "--config", scenario.config, "--loop.seed", str(seed), "--loop.run_dir", str(run_dir)]
         fit([*args, *SCALES[scale]])
-    loaded = load_runs([folder / f"seed_{seed}" for seed in seeds])
-    metrics = sorted({e.metric for e in scenario.expectations if e.arch != GENERATOR_ARCH})
-    generator_metrics = sorted({e.metric for e in scenario.expectations if e.arch == GENERATOR_ARCH})
-    found = {(t.arch, t.metric): t for t in trends(loaded, metrics, generator_metrics)}
-    return [Row(scenario.name, e, found.get((e.arch, e.metric))) for e in scenario.expectations]
+    return dirs
+
+
+def judge(scenarios: Sequence[Scenario], run_dirs: dict[str, list[Path]]) -> list[Row]:
+    """The table's rows: every scenario's runs judged together, so the table's tests are one family."""
+    loaded = load_runs([d for s in scenarios for d in run_dirs[s.name]])
+    wanted = [e for s in scenarios for e in s.expectations]
+    found = metric_verdicts(
+        loaded,
+        sorted({e.metric for e in wanted if e.arch != GENERATOR_ARCH}),
+        sorted({e.metric for e in wanted if e.arch == GENERATOR_ARCH}),
+    )
+    group_of = {
+        s.name: next((r.group for r in loaded if r.path.parent.name == s.name), None) for s in scenarios
+    }
+    by_key = {(v.group, v.arch, v.metric.name): v for v in found}
+    return [
+        Row(s.name, e, by_key.get((group_of[s.name], e.arch, e.metric)))
+        for s in scenarios
+        for e in s.expectations
+    ]
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
@@ -185,13 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", choices=list(SCALES), default="quick", help="quick (the README's) or tiny")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     options = parser.parse_args(argv)
-    rows = [
-        row
-        for scenario in SCENARIOS
-        if scenario.name in options.scenario
-        for row in run_scenario(scenario, options.seeds, options.runs, options.scale)
-    ]
+    chosen = [s for s in SCENARIOS if s.name in options.scenario]
+    run_dirs = {s.name: run_scenario(s, options.seeds, options.runs, options.scale) for s in chosen}
+    rows = judge(chosen, run_dirs)
     table = markdown_table(rows)
+    print(method_text([r.found for r in rows if r.found is not None]))
+    print()
     print(table)
     if options.out:
         options.out.parent.mkdir(parents=True, exist_ok=True)

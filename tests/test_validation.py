@@ -1,4 +1,4 @@
-"""The known-answer scenarios at tiny scale through the real CLI, judged by the report's trend statistics.
+"""The known-answer scenarios at tiny scale through the real CLI, judged by the report's shift and trend verdicts.
 
 The reference-generator scenarios run on 3 seeds (the fewest that give a verdict) and the answer
 guaranteed by construction holds even at this size; the DCGAN collapse scenarios run on one seed, which
@@ -16,7 +16,7 @@ from selfloop.validation import HEADER, SCENARIOS, main
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-VERDICTS = ("increases", "decreases", "no detectable change")
+VERDICTS = ("increases", "decreases", "no detectable change", "unchanged within")
 
 
 def _table(path: Path) -> list[list[str]]:
@@ -40,12 +40,15 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     assert [(r[0], r[1]) for r in rows] == [
         (s.name, f"{e.metric} ({e.arch})") for s in wanted for e in s.expectations
     ]
-    assert all(r[4] in VERDICTS and "over 3 seeds" in r[3] for r in rows)
+    # Every trend has a verdict with its evidence over 3 seeds and its Holm-adjusted p-value; generator
+    # metrics have no shift.
+    assert all(r[5].startswith(VERDICTS) and "over 3 seeds" in r[5] and "Holm-adjusted p" in r[5] for r in rows)
+    assert all(r[2:4] == ["-", "-"] for r in rows if "(generator)" in r[1])
     # Guaranteed by construction: the density-seeking generator's tilt compounds through the queue.
-    assert ["density-seeking", "u_t (generator)", "increases"] in [r[:3] for r in rows]
     u_t = next(r for r in rows if r[:2] == ["density-seeking", "u_t (generator)"])
-    assert u_t[4:] == ["increases", "yes"]
-    assert status == (0 if all(r[5] == "yes" for r in rows) else 1)
+    assert u_t[4] == "increases" and u_t[5].startswith("increases: ") and u_t[6] == "yes"
+    assert status == (0 if all(r[6] == "yes" for r in rows) else 1)
+    assert "form one family, corrected by Holm's method" in console
 
     # The perfect generator's queued samples are real training images, byte for byte.
     real = ColoredDigitsDataModule(bias="biased", majority=0.6, image_size=32).real.train.images
@@ -66,4 +69,4 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     assert main([*common, *collapse, "--out", str(single)]) == 1
     single_rows = _table(single)
     assert len(single_rows) == 4
-    assert all(r[4] == "cannot be judged" and r[5] == "NO" and "over 1 seed" in r[3] for r in single_rows)
+    assert all(r[5].startswith("cannot be judged: 1 seed with a trend") and r[6] == "NO" for r in single_rows)

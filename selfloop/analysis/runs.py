@@ -65,6 +65,7 @@ class Run:
         metrics: value by ``(generation, arch, metric)``; NaN values are kept.
         completed: the manifest's finished phase keys (empty without a manifest).
         finished: whether every generation's classifier phases are in the manifest (see ``run_finished``).
+        copies: run directories with the same group, seed and metrics, loaded as this one (see ``load_runs``).
     """
 
     path: Path
@@ -75,6 +76,7 @@ class Run:
     metrics: dict[tuple[int, str, str], float]
     completed: list[str] = field(default_factory=list)
     finished: bool = False
+    copies: list[Path] = field(default_factory=list)
 
     @property
     def data_name(self) -> str:
@@ -267,27 +269,32 @@ def load_run(path: str | Path, ignored: Sequence[str] = IGNORED_KEYS) -> Run:
 def load_runs(paths: Iterable[str | Path], ignored: Sequence[str] = IGNORED_KEYS) -> list[Run]:
     """Read run directories (or folders of them) into ``Run`` objects, ordered by group, then seed.
 
-    Two runs of one group with the same seed are both kept (each counts as a sample in ``aggregate``),
-    with a warning, since they are usually a run and its accidental copy.
+    Seeds are the replicates of every verdict, so each counts once: two runs of one group with the same seed
+    and identical metrics (a run and its copy) are loaded once, the copy named in ``Run.copies``; with
+    different metrics they are refused, since one seed cannot give two results.
 
     Args:
         paths: run directories, or folders holding run directories anywhere below them.
         ignored: config keys that do not define an experiment (see ``IGNORED_KEYS``).
 
     Raises:
-        RunLoadError: naming the first path that is missing or not a valid run directory.
+        RunLoadError: naming the first path that is missing or not a valid run directory, or both runs that
+            repeat a seed with different metrics.
     """
     runs = [load_run(p, ignored) for p in find_run_dirs(paths)]
     runs.sort(key=lambda r: (r.group, r.seed, str(r.path)))
-    seen: dict[tuple[str, int], Path] = {}
+    kept: dict[tuple[str, int], Run] = {}
     for run in runs:
-        if (run.group, run.seed) in seen:
-            warnings.warn(
-                f"{run.path} repeats seed {run.seed} of {seen[run.group, run.seed]} (group {run.group})",
-                stacklevel=2,
+        first = kept.setdefault((run.group, run.seed), run)
+        if first is run:
+            continue
+        if first.metrics != run.metrics:
+            raise RunLoadError(
+                f"{first.path} and {run.path} are both seed {run.seed} of one experiment (group {run.group}) but "
+                "their metrics differ: a seed counts once, so pass only one of them"
             )
-        seen.setdefault((run.group, run.seed), run.path)
-    return runs
+        first.copies.append(run.path)
+    return list(kept.values())
 
 
 def by_group(runs: Iterable[Run]) -> dict[str, list[Run]]:

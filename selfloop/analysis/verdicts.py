@@ -380,6 +380,11 @@ def _complete(members: Sequence[Run]) -> tuple[list[Run], list[str]]:
         for r in members
         if not r.finished
     ]
+    notes += [
+        f"{copy} repeats seed {r.seed} of {r.path} with identical metrics: counted once"
+        for r in members
+        for copy in r.copies
+    ]
     return kept, notes
 
 

@@ -356,7 +356,9 @@ def test_report_of_a_real_run_shows_within_class_disparities(tiny_run_args, tmp_
     assert f'<img src="within_class_{group}.png"' in page and "Disparities within classes" in page
     verdicts = (out / "verdicts.md").read_text()
     for name in WITHIN_CLASS_KEYS:
-        assert re.search(rf"\| {group} \| lenet \| {name} \| cannot be judged \| 1 seed with a shift", verdicts), name
+        assert re.search(
+            rf"\| {group} \| lenet \| {name} \| cannot be judged \| 1 seed with a shift", verdicts
+        ), name
     with open(out / f"metrics_{group}.csv") as handle:
         rows = {(r["metric"], r["generation"]) for r in csv.DictReader(handle) if r["arch"] == "lenet"}
     assert {(name, g) for name in WITHIN_CLASS_KEYS for g in ("0", "1")} <= rows

@@ -213,3 +213,23 @@ def test_empty_mapping_and_missing_mapping_give_one_group(tmp_path: Path) -> Non
     missing = {**base, "generator": {"class_path": "G"}}
     none = {**base, "generator": {"class_path": "G", "init_args": None}}
     assert group_key(empty) == group_key(missing) != group_key(none)
+
+
+def test_a_seed_counts_once_a_copy_is_noted_and_a_conflict_refused(tmp_path: Path) -> None:
+    metrics = {(0, "lenet", "acc"): 0.9, (1, "lenet", "acc"): 0.8}
+    original = write_run(tmp_path / "a", digits_config(tmp_path / "a", 3), metrics)
+    copy = write_run(tmp_path / "b", digits_config(tmp_path / "b", 3), metrics)
+    (run,) = load_runs([original, copy])
+    assert run.path == original.resolve() and run.copies == [copy.resolve()]
+    from selfloop.analysis.verdicts import metric_verdicts
+
+    (verdict,) = [v for v in metric_verdicts([run]) if v.metric.name == "acc"]
+    assert (
+        f"{copy.resolve()} repeats seed 3 of {original.resolve()} with identical metrics: counted once"
+        in verdict.notes
+    )
+    other = write_run(tmp_path / "c", digits_config(tmp_path / "c", 3), {**metrics, (1, "lenet", "acc"): 0.7})
+    with pytest.raises(
+        RunLoadError, match=r"are both seed 3 of one experiment .* a seed counts once, so pass only one"
+    ):
+        load_runs([original, other])
