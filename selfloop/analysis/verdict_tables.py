@@ -17,14 +17,15 @@ DISPLAY_COLUMNS = ("group", "arch", "metric", "shift (generation 0 -> 1)", "shif
                    "trend evidence")  # fmt: skip
 
 
-def family_size(found: Sequence[MetricVerdict]) -> int:
-    """Number of tests the family correction was applied to (0 when nothing could be judged)."""
-    return max((t.family_size for v in found for t in v.tests), default=0)
+def method_text(found: Sequence[MetricVerdict], scope: str = "this report") -> str:
+    """The method of the table in one paragraph: contrasts, intervals, tests, the family and its size.
 
-
-def method_text(found: Sequence[MetricVerdict]) -> str:
-    """The method of the table in one paragraph: contrasts, intervals, tests, the family and its size."""
-    size = family_size(found)
+    Args:
+        found: the verdicts the table shows.
+        scope: what one family is, e.g. ``this report`` or ``each scenario``.
+    """
+    sizes = sorted({t.family_size for v in found for t in v.tests if t.family_size})
+    size = f"{sizes[0]}-{sizes[-1]}" if len(sizes) > 1 else str(sizes[0]) if sizes else "0"
     text = (
         "Two verdicts per metric, each from one number per seed (seeds are the replicates). Shift: the value at "
         "generation 1 predicted by the seed's least-squares line over generations >= 1, minus its value at "
@@ -32,11 +33,11 @@ def method_text(found: Sequence[MetricVerdict]) -> str:
         "none). Trend: the seed's least-squares slope over generations >= 1 (the change per generation after "
         f"that). Each is averaged over seeds with a 95% t-interval, tested against 0 with a one-sample t-test and, "
         "where the metric catalogue declares a margin m, against ±m with a two-one-sided-tests equivalence test. "
-        f"All {size} tests of this report form one family, corrected by {FAMILY_METHOD_NAME}'s method "
+        f"The tests of {scope} ({size}) form one family, corrected by {FAMILY_METHOD_NAME}'s method "
         f"(family-wise error rate {ALPHA:g}); the verdict follows the adjusted p-value: increases / decreases, "
         "else unchanged within ±m when the equivalence test rejects, else no detectable change, stated with "
         f"the smallest change the design detects with {POWER:.0%} power at the family's strictest level "
-        f"({ALPHA:g} / {size or 'N'}). Fewer than {MIN_SEEDS} seeds, or every seed giving the same value, cannot "
+        f"({ALPHA:g} / family size). Fewer than {MIN_SEEDS} seeds, or every seed giving the same value, cannot "
         "be judged."
     )
     if any(v.arch == GENERATOR_ARCH and v.metric.name.startswith("gen_label_acc") for v in found):
