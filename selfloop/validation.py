@@ -107,7 +107,9 @@ SCENARIOS: tuple[Scenario, ...] = (
             # The tilt favours each class's own majority colour, and the majorities differ between classes,
             # so the bias it plants is within classes: pooled MD averages it away (see README, metrics).
             Expectation("lenet", "md_within_class", (INCREASES,), (INCREASES,)),
-            Expectation("lenet", "worst_group_acc", (DECREASES,), (DECREASES,)),
+            # The worst (class, colour) cell falls when the first tilted samples arrive and reaches its floor
+            # of 0 within a generation or two, after which it cannot fall further: it does not recover.
+            Expectation("lenet", "worst_group_acc", NOT_UP, (DECREASES,)),
         ),
     ),
     Scenario(
