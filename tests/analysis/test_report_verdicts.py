@@ -83,3 +83,7 @@ def test_pure_noise_over_twenty_groups_keeps_the_family_wise_error_rate(tmp_path
     # under the global null, Holm keeps the chance of any false verdict at 5%, so no group, or at most one.
     assert len(changed) <= 1
     assert {r["family_size"] for r in rows} == {str(540 + 20 * (11 * 2 + 3))}
+    # Every "no detectable change" in verdicts.md carries the change the design could have detected.
+    cells = (out / "verdicts.md").read_text().split(" | ")
+    quiet = [i for i, c in enumerate(cells) if c == "no detectable change"]
+    assert quiet and all("detectable with 80% power: ±" in cells[i + 1] for i in quiet)
