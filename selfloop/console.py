@@ -268,7 +268,7 @@ def summary_rows(rows: Iterable[Mapping[str, str]]) -> list[dict[str, object]]:
     """Per generation and classifier arch: the columns of the summary table (``None`` where not logged).
 
     Args:
-        rows: ``metrics.csv`` rows (``MetricsLog.read()``): generation, arch, metric, value.
+        rows: ``metrics.csv`` rows (``MetricsLog.rows``): generation, arch, metric, value.
     """
     by_key: dict[tuple[int, str], dict[str, float]] = {}
     archs: list[str] = []
@@ -330,7 +330,7 @@ def next_commands(run_dir: str | Path, runs_root: str | Path) -> list[str]:
 def print_summary(
     runner: PhaseRunner, runs_root: str | Path | None = None, stream: TextIO | None = None
 ) -> None:
-    """Print the run's summary table (from its ``metrics.csv``) and the next commands (rank 0 only).
+    """Print the run's summary table (from its metrics rows) and the next commands (rank 0 only).
 
     Args:
         runner: the run's phases; the table reads ``runner.metrics``.
