@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -120,14 +121,22 @@ class PhaseProgress:
     review, filter) per generation n >= 1 and a classifier unit per generation and arch, and multiplies
     each by the mean wall time of the units of its kind (generator, or classifier of that arch) finished
     so far in this process. A unit's wall time runs from the end of the unit before it, so the setup
-    between phases counts; the once-per-run subgroup oracle fit does not. While a kind still left has
-    not been timed, the line says ``run ETA at least ...`` (or ``not known yet``).
+    between phases counts; the once-per-run judge and subgroup oracle fits do not.
+
+    During a fit, ``fit_progress`` is told the share of the fit's steps done (``FitProgress``: Lightning's
+    ``global_step`` of ``max_steps``, or the batches of ``max_epochs``) and prints, at most every
+    ``interval`` seconds, a line such as ``[selfloop] g1/3 generator · 25% of its steps · run ETA 9 min 10 s``:
+    the running unit's wall time so far, divided by that share, stands for its whole time and for the
+    other units of its kind not timed yet (for a generator unit it leaves out the sampling and filtering
+    after the fit). While a kind still left has no estimate at all, the line says ``run ETA unknown``,
+    never a lower bound that a long fit in progress would make meaningless.
 
     Args:
         generations: N, the last generation of the run.
         archs: the classifier panel.
         stream: where lines go (default: ``sys.stdout`` at the time of writing).
         clock: seconds of a monotonic clock.
+        interval: the least seconds between two lines of one fit's progress.
     """
 
     def __init__(
@@ -136,11 +145,13 @@ class PhaseProgress:
         archs: Sequence[str],
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        interval: float = 30.0,
     ) -> None:
         self.generations = generations
         self.archs = tuple(archs)
         self.stream = stream
         self.clock = clock
+        self.interval = interval
         self._step_mark: float | None = None
         self._unit_mark: float | None = None
         self._durations: dict[str, list[float]] = {}
@@ -164,6 +175,21 @@ class PhaseProgress:
             self._unit_mark = now
         self._write(f"{self._label(phase)} · done in {format_duration(elapsed)} · {self._eta(completed)}")
 
+    def fit_progress(self, phase: Phase, fraction: float, completed: Collection[str]) -> None:
+        """Called during ``phase``'s fit with the share of its steps done, in (0, 1]; ``completed``: every
+        phase key done in the run. Prints a line when ``interval`` seconds have passed since the phase
+        started or since its last such line."""
+        now = self._now()
+        if fraction <= 0 or self._step_mark is None or now - self._step_mark < self.interval:
+            return
+        self._step_mark = now
+        running = None
+        unit = self._unit_of(phase)
+        if unit is not None:
+            projected = (now - self._unit_mark) / min(fraction, 1.0)
+            running = _RunningUnit(*unit, projected, min(fraction, 1.0))
+        self._write(f"{self._label(phase)} · {fraction:.0%} of its steps · {self._eta(completed, running)}")
+
     def _now(self) -> float:
         now = self.clock()
         if self._unit_mark is None:
@@ -179,6 +205,15 @@ class PhaseProgress:
             return f"classifier {phase.arch}"
         return None
 
+    @staticmethod
+    def _unit_of(phase: Phase) -> tuple[str, str] | None:
+        """The unit (kind, the phase key that ends it) that ``phase`` is part of; ``None`` for none."""
+        if phase.step in ("generator", "sample", "review_exported", "filter"):
+            return GENERATOR_ARCH, f"g{phase.generation}/filter"
+        if phase.step == "classifier":
+            return f"classifier {phase.arch}", phase.key
+        return None
+
     def _units(self) -> list[tuple[str, str]]:
         """Every unit of the run as (kind, the phase key that ends it), in run order."""
         units = []
@@ -188,19 +223,21 @@ class PhaseProgress:
             units += [(f"classifier {arch}", f"g{n}/classifier/{arch}") for arch in self.archs]
         return units
 
-    def _eta(self, completed: Collection[str]) -> str:
-        left = [kind for kind, key in self._units() if key not in completed]
+    def _eta(self, completed: Collection[str], running: _RunningUnit | None = None) -> str:
         seconds = 0.0
-        untimed = False
-        for kind in left:
+        for kind, key in self._units():
+            if key in completed:
+                continue
             durations = self._durations.get(kind)
-            if durations:
+            if running is not None and key == running.key:
+                seconds += running.projected * (1 - running.fraction)
+            elif durations:
                 seconds += sum(durations) / len(durations)
+            elif running is not None and kind == running.kind:
+                seconds += running.projected
             else:
-                untimed = True
-        if untimed and not seconds:
-            return "run ETA not known yet"
-        return f"run ETA {'at least ' if untimed else ''}{format_duration(seconds)}"
+                return "run ETA unknown"
+        return f"run ETA {format_duration(seconds)}"
 
     def _label(self, phase: Phase) -> str:
         parts = [f"g{phase.generation}/{self.generations}", phase.step, phase.arch]
@@ -208,6 +245,16 @@ class PhaseProgress:
 
     def _write(self, line: str) -> None:
         print(line, file=self.stream or sys.stdout, flush=True)
+
+
+@dataclass(frozen=True)
+class _RunningUnit:
+    """The unit whose fit is in progress: its kind and key, its projected wall time, the share done."""
+
+    kind: str
+    key: str
+    projected: float
+    fraction: float
 
 
 def _number(value: str) -> float:
@@ -221,7 +268,7 @@ def summary_rows(rows: Iterable[Mapping[str, str]]) -> list[dict[str, object]]:
     """Per generation and classifier arch: the columns of the summary table (``None`` where not logged).
 
     Args:
-        rows: ``metrics.csv`` rows (``MetricsLog.read()``): generation, arch, metric, value.
+        rows: ``metrics.csv`` rows (``MetricsLog.rows``): generation, arch, metric, value.
     """
     by_key: dict[tuple[int, str], dict[str, float]] = {}
     archs: list[str] = []
@@ -283,7 +330,7 @@ def next_commands(run_dir: str | Path, runs_root: str | Path) -> list[str]:
 def print_summary(
     runner: PhaseRunner, runs_root: str | Path | None = None, stream: TextIO | None = None
 ) -> None:
-    """Print the run's summary table (from its ``metrics.csv``) and the next commands (rank 0 only).
+    """Print the run's summary table (from its metrics rows) and the next commands (rank 0 only).
 
     Args:
         runner: the run's phases; the table reads ``runner.metrics``.
@@ -295,7 +342,7 @@ def print_summary(
     root = run_dir.parent if runs_root is None else runs_root
     lines = [
         f"{PREFIX} summary of {run_dir}",
-        summary_table(runner.metrics.read()),
+        summary_table(runner.metrics.rows),
         "",
         "next:",
         *(f"  {command}" for command in next_commands(run_dir, root)),

@@ -20,7 +20,17 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from selfloop.callbacks.finite_loss import FiniteLossCheck
+from selfloop.callbacks.fit_progress import FitProgress
+from selfloop.callbacks.generated_sample_metrics import (
+    ClassFidelity,
+    FrechetDistance,
+    GeneratedSampleMetrics,
+    SampleCounts,
+    SampleMetric,
+    SubgroupBalance,
+)
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
+from selfloop.catalogue import GENERATOR_ARCH
 from selfloop.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.console import PhaseProgress, print_summary
@@ -31,7 +41,6 @@ from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
-from selfloop.metrics.unbalance import ambiguous_fraction, unbalanced_generation
 from selfloop.module_spec import ModuleSpec
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
@@ -75,7 +84,6 @@ class SelfConsumingLoop:
     ) -> None:
         self.config = config
         self.resume_command = resume_command
-        self._fid: FidTracker | None = None
         self.classifier = classifier
         self.generator = generator
         self.datamodule = datamodule
@@ -90,23 +98,24 @@ class SelfConsumingLoop:
         self.stop = GracefulStop()
 
     def run(self) -> None:
-        total = self.config.generations
-        self.runner.progress = PhaseProgress(total, self.archs)
+        """Every generation's phases in order; a phase recorded as done is skipped (resume)."""
+        self.runner.progress = PhaseProgress(self.config.generations, self.archs)
         with self.stop:
             try:
                 self._repair_queue()
-                for n in range(total + 1):
-                    if n >= 1:
-                        self._generation(n)
-                        self._write_fid_table()
+                for n in range(self.config.generations + 1):
+                    if n >= 1 and not self.runner.done(Phase.filter(n)):
+                        self._fit_judge()  # once per run, on real data
+                        self._fit_subgroup_oracle()  # once per run, where no exact oracle exists
+                        self._fit_generator(n)  # g_n; its controller samples, filters, pushes to the queue
                         self._end_phase()
-                    self._classifiers(n)
+                    self._fit_classifiers(n)  # f_n of every arch, evaluated and recorded
             except SIGTERMException:
                 self.stop.received = self.stop.received or signal.SIGTERM
                 self.stop.check()
             finally:
                 self.runner.metrics.close()
-        rank_zero_info(f"[selfloop] done: {total} generations in {self.runner.run.path}")
+        rank_zero_info(f"[selfloop] done: {self.config.generations} generations in {self.runner.run.path}")
         print_summary(self.runner)
 
     def _end_phase(self) -> None:
@@ -115,7 +124,126 @@ class SelfConsumingLoop:
         gc.collect()
         self.stop.check()
 
+    def _record(self, generation: int, arch: str, metrics: dict) -> None:
+        """The one place a run's metrics are recorded: rows of ``metrics.csv`` (and the loggers); the FID
+        table follows the generator's rows, built from the rows held in memory (a generator row comes
+        from a measurement, so ``_fid`` is built by then)."""
+        self.runner.metrics.log(generation, arch, metrics)
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        rank_zero_info(f"[selfloop] generation {generation} · {arch}: {summary}")
+        if arch == GENERATOR_ARCH and self._fid is not None and rank_zero_only.rank == 0:
+            write_fid_table(*self.runner.run.fid_tables, self._fid.table_rows(self.runner.metrics.rows))
+
+    # Fitted once per run on real data -----------------------------------------------------------
+
+    def _fit_judge(self) -> None:
+        """The independent judge of class fidelity (``gen_label_acc``, q_t): a classifier of the scorer
+        arch trained once per run on the real data with a seed of its own. It never scores the filter,
+        so the filter's model (f_{n-1}) does not judge its own work."""
+        if self.runner.done(Phase.judge()):
+            return
+        self.datamodule.set_generated(None)
+        self._fit_once(Phase.judge(), self.runner.run.judge_weights, self.datamodule, self._judge_args())
+        self.runner.complete(Phase.judge())
+
+    def _judge_args(self) -> dict[str, Any]:
+        return {"arch": self.scorer_arch}
+
+    def _fit_subgroup_oracle(self) -> None:
+        """Where the data set has subgroups but no exact oracle (colour), a classifier of (class, subgroup)
+        cells trained once per run on the real set reads the subgroups of generated images; its accuracy
+        on the real test split is recorded, since u_t is an estimate through it."""
+        if self._cells is None or self.runner.done(Phase.subgroup_oracle()):
+            return
+        cells = self._cells
+        model = self._fit_once(
+            Phase.subgroup_oracle(), self.runner.run.subgroup_oracle_weights, cells, self._oracle_args()
+        )
+        test = cells.real.test
+        correct = model.predict_labels(test.images) % cells.num_subgroups == test.subgroups
+        self._record(0, "subgroup_oracle", {"subgroup_acc": correct.float().mean().item()})
+        self.runner.complete(Phase.subgroup_oracle())
+
+    def _oracle_args(self) -> dict[str, Any]:
+        assert self._cells is not None
+        return {"arch": self.scorer_arch, "num_classes": self._cells.num_classes}
+
+    @functools.cached_property
+    def _cells(self) -> SubgroupCellData | None:
+        """The real data by (class, subgroup) cell, where a subgroup oracle must be trained."""
+        dm = self.datamodule
+        if dm.subgroup_oracle is not None or dm.num_subgroups < 2:
+            return None
+        return SubgroupCellData(dm)
+
+    def _fit_once(
+        self, phase: Phase, path: Path, data: L.LightningDataModule, overrides: dict[str, Any]
+    ) -> ImageClassifier:
+        """Fit a classifier on real data and save it to ``path`` (the caller completes ``phase``)."""
+        self.runner.begin(phase)
+        model = self.classifier.build(**overrides)
+        data.loader_seed = phase.seed(self.runner.base_seed, "loader")
+        name = phase.step.replace("_", " ")
+        callbacks = [*self._fit_callbacks(f"{name} fit"), FitProgress(self.runner, phase)]
+        trainer = self._trainer("gen_000", phase.step, callbacks)
+        self._fit(trainer, model, data)
+        self.runner.save(path, model.state_dict(), trainer.strategy)
+        return model.eval()
+
+    def _load_once(self, path: Path, overrides: dict[str, Any]) -> ImageClassifier:
+        model = self.classifier.build(**overrides)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+
     # Generator phase -----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _sample_metrics(self) -> GeneratedSampleMetrics:
+        """What every generation's samples are measured for, in the order of their ``metrics.csv`` rows:
+        class fidelity by the judge, the counts, u_t (data sets with subgroups) and FID (unless
+        ``--loop.fid_extractor none``). Built once per process: the judge and oracle are loaded once, the
+        FID's real statistics computed (or read from their cache) once."""
+        dm = self.datamodule
+        metrics: list[SampleMetric] = [ClassFidelity(self._judge), SampleCounts()]
+        oracle = self._subgroup_oracle()
+        if oracle is not None:
+            metrics.append(SubgroupBalance(oracle, dm.real.train, dm.num_classes, dm.num_subgroups))
+        if self._fid is not None:
+            metrics.append(self._fid)
+        return GeneratedSampleMetrics(metrics)
+
+    @functools.cached_property
+    def _judge(self) -> ImageClassifier:
+        return self._load_once(self.runner.run.judge_weights, self._judge_args())
+
+    def _subgroup_oracle(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Reads the subgroup of generated images: the data set's exact oracle (colour), else the trained
+        cell classifier; ``None`` when the data set has no subgroups."""
+        if self.datamodule.subgroup_oracle is not None:
+            return self.datamodule.subgroup_oracle
+        if self._cells is None:
+            return None
+        model = self._load_once(self.runner.run.subgroup_oracle_weights, self._oracle_args())
+        groups = self._cells.num_subgroups
+        return lambda images: model.predict_labels(images) % groups
+
+    @functools.cached_property
+    def _fid(self) -> FrechetDistance | None:
+        """FID against the real training set, its statistics computed once per run and cached."""
+        if self.config.fid_extractor == "none":
+            return None
+        real = self.datamodule.real.train.images
+        kept = self._kept_per_class() * self.datamodule.num_classes
+        num_samples = min(self.config.fid_samples, kept, len(real))
+        if self.config.fid_extractor == "inception":
+            extractor = InceptionFeatures(self.config.fid_inception_weights)
+        else:
+            extractor = penultimate_extractor(self._judge)
+        tracker = FidTracker(
+            extractor, num_samples, self.config.seed, self.config.fid_extractor, device=self._topology.device
+        )
+        tracker.set_real(real, cache_path=self.runner.run.fid_real_stats)
+        return FrechetDistance(tracker)
 
     def _controller(self, n: int) -> GenerationController:
         plan = GenerationPlan(
@@ -128,129 +256,20 @@ class SelfConsumingLoop:
             resume_command=self.resume_command,
         )
         previous = self._load_classifier(n - 1, self.scorer_arch)
-        judge = self._judge()
-        fid = self._fid_tracker(judge)
-        oracle = self._subgroup_oracle()
-        unbalance = None if oracle is None else lambda images, labels: self._unbalance(oracle, images, labels)
         return GenerationController(
-            plan, self.runner, self.sample_filter, previous, judge, fid, unbalance, self.stop.check
+            plan,
+            self.runner,
+            self.sample_filter,
+            previous,
+            self._sample_metrics,
+            self._record,
+            self.stop.check,
         )
 
-    def _unbalance(
-        self, oracle: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor
-    ) -> dict[str, float]:
-        """u_t (total variation between the kept samples' subgroup mix and the real set's, per class) and
-        the fraction of kept samples whose subgroup the oracle could not read (left out of u_t)."""
-        dm = self.datamodule
-        real = dm.real.train
-        subgroups = oracle(images)
-        u_t = unbalanced_generation(
-            subgroups, labels, real.subgroups, real.labels, dm.num_classes, dm.num_subgroups
-        )
-        return {"u_t": u_t, "subgroup_ambiguous_frac": ambiguous_fraction(subgroups)}
-
-    def _subgroup_oracle(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """Reads the subgroup of generated images: the data set's exact oracle (colour), else a
-        classifier of (class, subgroup) cells trained once per run on the real set; ``None`` when
-        the data set has no subgroups."""
-        dm = self.datamodule
-        if dm.subgroup_oracle is not None:
-            return dm.subgroup_oracle
-        if dm.num_subgroups < 2:
-            return None
-        cells = SubgroupCellData(dm)
-
-        def log_accuracy(model: ImageClassifier) -> None:
-            # The oracle's own accuracy on the real test split: u_t is an estimate through it.
-            test = cells.real.test
-            correct = model.predict_labels(test.images) % cells.num_subgroups == test.subgroups
-            self.runner.metrics.log(0, "subgroup_oracle", {"subgroup_acc": correct.float().mean().item()})
-
-        model = self._trained_once(
-            Phase.subgroup_oracle(),
-            self.runner.run.subgroup_oracle_weights,
-            cells,
-            {"arch": self.scorer_arch, "num_classes": cells.num_classes},
-            log_accuracy,
-        )
-        return lambda images: model.predict_labels(images) % cells.num_subgroups
-
-    def _judge(self) -> ImageClassifier:
-        """The independent judge of class fidelity (``gen_label_acc``, q_t): a classifier of the scorer
-        arch trained once per run on the real data with a seed of its own. It never scores the filter,
-        so the filter's model (f_{n-1}) does not judge its own work."""
-        self.datamodule.set_generated(None)
-        return self._trained_once(
-            Phase.judge(), self.runner.run.judge_weights, self.datamodule, {"arch": self.scorer_arch}
-        )
-
-    def _trained_once(
-        self,
-        phase: Phase,
-        path: Path,
-        data: L.LightningDataModule,
-        overrides: dict[str, Any],
-        evaluate: Callable[[ImageClassifier], None] | None = None,
-    ) -> ImageClassifier:
-        """A classifier fitted once per run on real data (the judge, the subgroup oracle), loaded from
-        ``path`` once it is done; ``evaluate`` sees the fitted model before it is saved."""
-        if not self.runner.done(phase):
-            self.runner.begin(phase)
-            model = self.classifier.build(**overrides)
-            data.loader_seed = phase.seed(self.runner.base_seed, "loader")
-            name = phase.step.replace("_", " ")
-            trainer = self._trainer("gen_000", phase.step, self._fit_callbacks(f"{name} fit"))
-            self._fit(trainer, model, data)
-            if evaluate is not None:
-                evaluate(model)
-            self.runner.save(path, model.state_dict(), trainer.strategy)
-            self.runner.complete(phase)
-        model = self.classifier.build(**overrides)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
-
-    def _fid_tracker(self, judge: ImageClassifier) -> FidTracker | None:
-        """FID against the real training set, its statistics computed once per run and cached."""
-        if self.config.fid_extractor == "none":
-            return None
-        if self._fid is None:
-            real = self.datamodule.real.train.images
-            kept = self._kept_per_class() * self.datamodule.num_classes
-            num_samples = min(self.config.fid_samples, kept, len(real))
-            if self.config.fid_extractor == "inception":
-                extractor = InceptionFeatures(self.config.fid_inception_weights)
-            else:
-                extractor = penultimate_extractor(judge)
-            self._fid = FidTracker(
-                extractor,
-                num_samples,
-                self.config.seed,
-                self.config.fid_extractor,
-                device=self._topology.device,
-            )
-            self._fid.set_real(real, cache_path=self.runner.run.fid_real_stats)
-        return self._fid
-
-    def _write_fid_table(self) -> None:
-        if self._fid is None:
-            return
-        info = self._fid.describe()
-        label = f"{info['extractor']}, N={info['num_samples']}, {info['resize']}"
-        rows = [
-            {
-                "setting": f"{r['metric'].removeprefix('fid_')} ({label})",
-                "generation": int(r["generation"]),
-                "fid": float(r["value"]),
-            }
-            for r in self.runner.metrics.read()
-            if r["arch"] == "generator" and r["metric"] in ("fid_raw", "fid_kept")
-        ]
-        if rank_zero_only.rank == 0:
-            write_fid_table(*self.runner.run.fid_tables, rows)
-
-    def _generation(self, n: int) -> None:
-        if self.runner.done(Phase.filter(n)):
-            return
+    def _fit_generator(self, n: int) -> None:
+        """Fit g_n on real + Q_{n-1}; at the end of the fit its ``GenerationController`` samples, filters
+        and pushes the survivors (a fit finished before an interruption is not redone: its saved weights
+        sample)."""
         controller = self._controller(n)
         phase = Phase.generator(n)
         if self.runner.done(phase):
@@ -263,7 +282,11 @@ class SelfConsumingLoop:
         self.runner.begin(phase)
         generator = self._fresh_generator()
         self._prepare_data(phase)
-        callbacks = [FiniteLossCheck(f"generation {n}, generator fit"), controller]
+        callbacks = [
+            FiniteLossCheck(f"generation {n}, generator fit"),
+            FitProgress(self.runner, phase),
+            controller,
+        ]
         # The generator's own step floor also stops early stopping-like requests from ending a fit before it.
         overrides: dict[str, Any] = {
             "max_epochs": self.config.generator_epochs,
@@ -296,6 +319,8 @@ class SelfConsumingLoop:
             rank_zero_warn(
                 f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates"
             )
+            self._fit_judge()
+            self._fit_subgroup_oracle()
             self._controller(shard.generation).rebuild_shard(
                 self._topology.local_strategy(), lambda g=shard.generation: self._load_generator(g)
             )
@@ -310,7 +335,7 @@ class SelfConsumingLoop:
 
     # Classifier phase ----------------------------------------------------------------------------
 
-    def _classifiers(self, n: int) -> None:
+    def _fit_classifiers(self, n: int) -> None:
         """Fit and evaluate generation n's panel: one fit after another, or ``--loop.panel_workers`` at once."""
         if self.config.panel_workers == 1:
             for arch in self.archs:
@@ -336,6 +361,7 @@ class SelfConsumingLoop:
         self._prepare_data(phase)
         callbacks = self._fit_callbacks(f"generation {n}, classifier {arch}")
         if self.config.panel_workers == 1:
+            callbacks.append(FitProgress(self.runner, phase))
             return ClassifierFit(
                 self.classifier,
                 arch,
@@ -366,9 +392,7 @@ class SelfConsumingLoop:
         """Save f_n's weights, write its metrics rows and mark its phase finished."""
         phase = Phase.classifier(n, arch)
         self.runner.save(self.runner.run.classifier_weights(n, arch), state, strategy)
-        self.runner.metrics.log(n, arch, metrics)
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        rank_zero_info(f"[selfloop] generation {n} · {arch}: {summary}")
+        self._record(n, arch, metrics)
         self.runner.complete(phase)
         self._end_phase()
 

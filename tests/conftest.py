@@ -1,6 +1,8 @@
-"""Shared fixtures: tiny, fast CPU settings for end-to-end runs."""
+"""Shared fixtures: tiny, fast CPU settings for end-to-end runs, and one finished tiny run to share."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +16,58 @@ TINY_RUN = [
     "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false",
     "--trainer.logger", "false",
+    # Four batches per epoch for every fit, generators included: these runs test the plumbing, not the
+    # models, and a full epoch of 20 DCGAN batches made most of a tiny run's time.
+    "--trainer.limit_train_batches", "4",
     "--loop.generator_epochs", "1",
     "--loop.samples_per_generation", "40",
     "--loop.archs", "[lenet]",
     "--filter.drop_fraction", "0.2",
 ]  # fmt: skip
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(run_dir: Path, *extra: str) -> list[str]:
+    """CLI arguments of a seconds-long run of the quick-start config in ``run_dir``."""
+    config = str(ROOT / "configs" / "digits.yaml")
+    return ["fit", "--config", config, *TINY_RUN, "--loop.run_dir", str(run_dir), *extra]
+
+
+SHARED_RUN = ("--loop.generations", "2", "--loop.queue_capacity", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory) -> Path:
+    """A finished tiny run through the real CLI: the quick-start config (DCGAN, LeNet) with ``TINY_RUN`` and
+    ``SHARED_RUN`` (2 generations, queue capacity 1). Run once per session; tests only read it (copy it
+    into ``tmp_path`` to change it)."""
+    from selfloop.cli import SelfLoopCLI
+
+    run = tmp_path_factory.mktemp("cli") / "run"
+    SelfLoopCLI(args=tiny_args(run, *SHARED_RUN))
+    return run
+
+
+@pytest.fixture(scope="session")
+def gpu_dry_run(tmp_path_factory) -> tuple[str, Path]:
+    """``scripts/gpu_check.sh --dry``, run once per session: its stdout and the folder of its step logs.
+
+    Every benchmark script runs in it at tiny sizes on the CPU; the tests of a script's figures read its
+    step's log (``<folder>/<step>.log``) rather than start that script again."""
+    import os
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("gpu_check")
+    env = {**os.environ, "GPU_CHECK_DIR": str(folder / "logs")}
+    env.pop("DRY", None)
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout, folder / "logs"
 
 
 @pytest.fixture
@@ -38,7 +87,6 @@ def tiny_run_args(tmp_path):
     """CLI arguments for a seconds-long run of the quick-start config in a temporary run directory."""
 
     def make(run_dir=None, *extra: str) -> list[str]:
-        run_dir = run_dir or tmp_path / "run"
-        return ["fit", "--config", "configs/digits.yaml", *TINY_RUN, "--loop.run_dir", str(run_dir), *extra]
+        return tiny_args(run_dir or tmp_path / "run", *extra)
 
     return make

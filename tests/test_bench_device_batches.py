@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.rounding import agrees_within_rounding
 from test_benchmarks_run import number, values
 
 pytestmark = pytest.mark.slow
@@ -33,45 +34,49 @@ def _run(*args: str, cwd: Path) -> dict[str, str]:
 
 
 def _check_pair(found: dict[str, str], prefix: str, steps: int, skip: int, repeats: int) -> None:
-    ms, steady = {}, {}
+    # Every figure is recomputed from the printed ones it derives from, within what their printing rounded.
+    runs = {path: found[f"{prefix}{path}_runs_s"].split() for path in PATHS}
+    steady = {path: found[f"{prefix}{path}_steady_ms_per_step"] for path in PATHS}
     for path in PATHS:
-        runs = [number(t) for t in found[f"{prefix}{path}_runs_s"].split()]
-        assert len(runs) == repeats and all(t > 0 for t in runs)
-        ms[path] = number(found[f"{prefix}{path}_ms_per_step"])
-        steady[path] = number(found[f"{prefix}{path}_steady_ms_per_step"])
-        # runs are printed to 4 decimals of a second: their rounding alone moves the quotient by up to ~0.2%
-        assert ms[path] == pytest.approx(1e3 * statistics.median(runs) / steps, rel=5e-3, abs=1e-3)
-        assert steady[path] > 0
-    assert number(found[f"{prefix}ratio"]) == pytest.approx(ms["dataloader"] / ms["device_batches"], rel=2e-3)
-    assert number(found[f"{prefix}steady_ratio"]) == pytest.approx(
-        steady["dataloader"] / steady["device_batches"], rel=2e-3
+        assert len(runs[path]) == repeats and all(number(t) > 0 for t in runs[path])
+        assert agrees_within_rounding(
+            found[f"{prefix}{path}_ms_per_step"], lambda r: 1e3 * statistics.median(r) / steps, runs[path]
+        )
+        assert number(steady[path]) > 0
+    assert agrees_within_rounding(
+        found[f"{prefix}ratio"],
+        lambda a, b: statistics.median(a) / statistics.median(b),
+        runs["dataloader"],
+        runs["device_batches"],
+    )
+    assert agrees_within_rounding(
+        found[f"{prefix}steady_ratio"], lambda a, b: a / b, steady["dataloader"], steady["device_batches"]
     )
     # Same batches, seed and dropout masks: the two paths train to the same weights, bit for bit.
     assert number(found[f"{prefix}max_param_diff"]) == 0
 
 
-def test_bench_device_batches_prints_both_paths_and_their_ratio(tmp_path):
-    found = _run(
-        "--steps", "12", "--repeats", "1", "--warmup-steps", "2", "--image-size", "16", "--threads", "1",
-        "--compile", "--compile-backend", "aot_eager",
-        cwd=tmp_path,
-    )  # fmt: skip
+def test_bench_device_batches_prints_both_paths_and_their_ratio(gpu_dry_run):
+    # The GPU check's dry run ran it: --device cpu --steps 10 --repeats 1 --warmup-steps 1 --image-size 16
+    # --compile --compile-backend eager.
+    _, logs = gpu_dry_run
+    found = values((logs / "device_batches.log").read_text())
     assert found["device"] == "cpu (cpu)"
     assert found["setup"].startswith("arch lenet  data digits 1259x3x16x16 uint8  batch_size 64")
-    assert found["steps"] == "12  skip: 1  repeats: 1"
-    loader = {p: number(found[f"loader_{p}_us_per_batch"]) for p in PATHS}
-    assert all(v > 0 for v in loader.values())
-    assert number(found["loader_ratio"]) == pytest.approx(
-        loader["dataloader"] / loader["device_batches"], rel=2e-3
+    assert found["steps"] == "10  skip: 1  repeats: 1"
+    loader = {p: found[f"loader_{p}_us_per_batch"] for p in PATHS}
+    assert all(number(v) > 0 for v in loader.values())
+    assert agrees_within_rounding(
+        found["loader_ratio"], lambda a, b: a / b, loader["dataloader"], loader["device_batches"]
     )
-    _check_pair(found, "", steps=12, skip=1, repeats=1)
-    assert found["compile_backend"] == "aot_eager"
-    _check_pair(found, "compiled_", steps=12, skip=1, repeats=1)
-    speedup = number(found["compile_speedup"])
-    assert speedup == pytest.approx(
-        number(found["device_batches_steady_ms_per_step"])
-        / number(found["compiled_device_batches_steady_ms_per_step"]),
-        rel=2e-3,
+    _check_pair(found, "", steps=10, skip=1, repeats=1)
+    assert found["compile_backend"] == "eager"
+    _check_pair(found, "compiled_", steps=10, skip=1, repeats=1)
+    assert agrees_within_rounding(
+        found["compile_speedup"],
+        lambda a, b: a / b,
+        found["device_batches_steady_ms_per_step"],
+        found["compiled_device_batches_steady_ms_per_step"],
     )
 
 

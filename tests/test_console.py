@@ -143,14 +143,14 @@ def test_progress_prints_a_line_per_phase_start_and_end_with_the_run_eta(runner)
 
     assert stream.getvalue().splitlines() == [
         "[selfloop] g0/1 classifier lenet · start",
-        # Left: g0 alexnet and the generator (not timed yet), g1 lenet (10 s).
-        "[selfloop] g0/1 classifier lenet · done in 10.0 s · run ETA at least 10.0 s",
+        # Left: g0 alexnet and the generator, neither timed yet: no lower bound, which a long generator
+        # fit would make meaningless.
+        "[selfloop] g0/1 classifier lenet · done in 10.0 s · run ETA unknown",
         "[selfloop] g0/1 classifier alexnet · start",
-        # Left: the generator (not timed yet), g1 lenet 10 s + g1 alexnet 20 s.
-        "[selfloop] g0/1 classifier alexnet · done in 20.0 s · run ETA at least 30.0 s",
+        "[selfloop] g0/1 classifier alexnet · done in 20.0 s · run ETA unknown",
         "[selfloop] g1/1 generator · start",
-        "[selfloop] g1/1 generator · done in 40.0 s · run ETA at least 30.0 s",
-        "[selfloop] g1/1 sample · done in 1.0 s · run ETA at least 30.0 s",
+        "[selfloop] g1/1 generator · done in 40.0 s · run ETA unknown",
+        "[selfloop] g1/1 sample · done in 1.0 s · run ETA unknown",
         # The generator unit took 45 s (from the end of the unit before it), and is timed now.
         "[selfloop] g1/1 filter · done in 3.0 s · run ETA 30.0 s",
         "[selfloop] g1/1 classifier lenet · start",
@@ -170,8 +170,32 @@ def test_progress_of_a_resumed_run_counts_only_the_phases_left(runner):
     runner.complete(Phase.classifier(1, "lenet"))
     lines = stream.getvalue().splitlines()
     # The generator took 62 s, but g1 lenet, all that is left, has not been timed in this process.
-    assert lines[3] == "[selfloop] g1/1 filter · done in 1.0 s · run ETA not known yet"
+    assert lines[3] == "[selfloop] g1/1 filter · done in 1.0 s · run ETA unknown"
     assert lines[-1] == "[selfloop] g1/1 classifier lenet · done in 8.0 s · run ETA 0.0 s"
+
+
+def test_a_running_fit_estimates_its_phase_from_its_steps_and_the_runs_eta_from_that(runner):
+    # Generation 0's classifier took 20 s; generator 1 of 2 started at 20 s. Every call reads the clock once.
+    times = [0, 20, 20, 35, 50, 80, 90]
+    stream = _progress(runner, times, archs=("lenet",), generations=2)
+    runner.progress.interval = 30.0
+    runner.begin(Phase.classifier(0, "lenet"))
+    runner.complete(Phase.classifier(0, "lenet"))
+    runner.begin(Phase.generator(1))
+    completed = runner.manifest.completed
+    runner.progress.fit_progress(Phase.generator(1), 0.1, completed)  # 15 s into the fit: too soon for a line
+    runner.progress.fit_progress(Phase.generator(1), 0.25, completed)  # 30 s in
+    runner.progress.fit_progress(Phase.generator(1), 0.5, completed)  # 30 s after the last line
+    runner.progress.fit_progress(Phase.generator(1), 0.6, completed)  # 10 s after it: no line
+    lines = stream.getvalue().splitlines()
+    # 30 s for a quarter of the steps: the unit takes 120 s, so 90 s are left of it; generator 2 (not timed
+    # yet) is estimated at 120 s too; the classifiers of generations 1 and 2 at 20 s each: 250 s.
+    assert lines[2:] == [
+        "[selfloop] g1/2 generator · start",
+        "[selfloop] g1/2 generator · 25% of its steps · run ETA 4 min 10 s",
+        # 60 s for half: 120 s again, 60 s left of it.
+        "[selfloop] g1/2 generator · 50% of its steps · run ETA 3 min 40 s",
+    ]
 
 
 def test_progress_prints_nothing_on_other_ranks(runner, monkeypatch):

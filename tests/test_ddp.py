@@ -69,4 +69,9 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path, policy):
     kept_real = sum(round(int((labels == c).sum()) * share) for c in labels.unique())
     queue_sizes = {"replace-half-real": [40, 40, 40], "accumulate-no-real": [40, 40, 80]}[policy]
     full = len(labels)
-    assert [int(line.split()[0]) for line in rank0] == [full, full, full, *(kept_real + q for q in queue_sizes)]
+    assert [int(line.split()[0]) for line in rank0] == [
+        full,
+        full,
+        full,
+        *(kept_real + q for q in queue_sizes),
+    ]

@@ -26,14 +26,8 @@ def _table(output: str) -> list[list[str]]:
 
 
 @pytest.mark.slow
-def test_dry_run_prints_a_number_for_every_step(tmp_path):
-    env = {**os.environ, "GPU_CHECK_DIR": str(tmp_path / "logs")}
-    env.pop("DRY", None)
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "--dry"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    out = result.stdout
+def test_dry_run_prints_a_number_for_every_step(gpu_dry_run):
+    out, logs = gpu_dry_run
     assert out.startswith("GPU check, DRY RUN: every step on the CPU at tiny sizes")
     for word in ("FAILED", "TIMEOUT", "SKIPPED"):
         assert word not in out
@@ -60,7 +54,7 @@ def test_dry_run_prints_a_number_for_every_step(tmp_path):
     }
     # Where the time went, per step, and every step's log kept.
     assert "step seconds: cuda_tests " in out
-    assert all((tmp_path / "logs" / f"{s}.log").is_file() for s in STEPS)
+    assert all((logs / f"{s}.log").is_file() for s in STEPS)
 
 
 def test_bad_arguments_exit_2_before_doing_anything(tmp_path):

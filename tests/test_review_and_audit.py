@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+from selfloop.cli import main
 
 
-def _main(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+def _main(args: list[str], capsys) -> tuple[int, str]:
+    """The exit status of ``selfloop`` with ``args`` (in process) and what it printed to stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+        raise SystemExit(0)
+    return info.value.code, capsys.readouterr().err
 
 
-def test_audit_files_and_fid_per_generation(tiny_run_args, tmp_path):
-    run = tmp_path / "run"
-    result = _main(tiny_run_args(run, "--loop.generations", "2"))
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_audit_files_and_fid_per_generation(tiny_cli_run):
+    run = tiny_cli_run
     for n in (1, 2):
         audit = run / "generations" / f"gen_{n:03d}" / "audit"
         with open(audit / "candidates.csv", newline="") as handle:
@@ -46,13 +42,13 @@ def test_audit_files_and_fid_per_generation(tiny_run_args, tmp_path):
     assert (run / "fid_table.csv").is_file() and (run / "fid_real_stats.pt").is_file()
 
 
-def test_human_review_round_trip(tiny_run_args, tmp_path):
+def test_human_review_round_trip(tiny_run_args, tmp_path, capsys):
     run = tmp_path / "run"
     args = tiny_run_args(run, "--loop.generations", "1", "--loop.human_review", "true")
-    first = _main(args)
-    assert first.returncode == 3, first.stderr[-3000:]
+    status, err = _main(args, capsys)
+    assert status == 3, err[-3000:]
     review = run / "generations" / "gen_001" / "review"
-    assert "review.csv" in first.stderr and "--loop.run_dir" in first.stderr
+    assert "review.csv" in err and "--loop.run_dir" in err
     assert (review / "contact_sheet.png").is_file()
 
     with open(review / "review.csv", newline="") as handle:
@@ -68,8 +64,8 @@ def test_human_review_round_trip(tiny_run_args, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
 
-    second = _main(args)
-    assert second.returncode == 0, second.stderr[-3000:]
+    status, err = _main(args, capsys)
+    assert status == 0, err[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["queue"][0]["count"] == 10
     assert "g1/classifier/lenet" in manifest["completed"]

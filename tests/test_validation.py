@@ -3,7 +3,8 @@
 The density-seeking scenario runs on 5 seeds: its u_t grows by construction, and with the table's tests in
 one Holm family that growth is found even at this size (with 3 seeds, df = 2, the strictest step would need
 a t of about 20). The perfect generator runs on 3 seeds (the fewest that give a verdict) for the table's
-shape; the DCGAN collapse scenarios run on one seed, which the table must call "cannot be judged"."""
+shape, and one seed of it, reused, must be called "cannot be judged". The collapse scenarios' configs are
+parsed with the other shipped configs (tests/test_configs.py)."""
 
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     assert main([*common, *reference, "--out", str(judged)]) == status
     assert _table(judged) == rows
 
-    # One seed gives no verdict, and the command fails rather than claim agreement.
-    collapse = ["--scenario", "collapse-replace", "collapse-control", "--seeds", "0"]
-    assert main([*common, *collapse, "--out", str(single)]) == 1
+    # One seed gives no verdict, and the command fails rather than claim agreement (seed 0's finished run
+    # is reused: no new run).
+    assert main([*common, "--scenario", "perfect-generator", "--seeds", "0", "--out", str(single)]) == 1
     single_rows = _table(single)
-    assert len(single_rows) == 4
+    assert len(single_rows) == 3
     assert all(r[5].startswith("cannot be judged: 1 seed with a trend") and r[6] == "NO" for r in single_rows)

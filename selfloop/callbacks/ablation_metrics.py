@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
 
+from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.segmented import SegmentedImages
 from selfloop.eval_mode import evaluating
 from selfloop.metrics.ablations import ablate_box_gray, ablate_box_tile, ablate_object_gray
@@ -66,6 +67,14 @@ class AblationMetrics(Callback):
         self.record = record
         self.batch_size = batch_size
         self.result: dict[str, float] | None = None
+
+    @classmethod
+    def for_datamodule(
+        cls, datamodule: SelfLoopDataModule, record: Callable[[dict], None]
+    ) -> AblationMetrics:
+        """The ablation evaluation of a data set with object masks (its ``segmented_test_set``)."""
+        segmented = datamodule.segmented_test_set  # type: ignore[attr-defined]
+        return cls(segmented, record, batch_size=max(datamodule.batch_size, 64))
 
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

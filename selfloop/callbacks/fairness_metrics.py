@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.image_set import ImageSet
 from selfloop.eval_mode import evaluating
 from selfloop.metrics.fairness import GroupFairness
@@ -46,6 +47,13 @@ class FairnessMetrics(Callback):
         self.record = record
         self.batch_size = batch_size
         self.result: dict | None = None
+
+    @classmethod
+    def for_datamodule(
+        cls, datamodule: SelfLoopDataModule, record: Callable[[dict], None]
+    ) -> FairnessMetrics:
+        """The fairness evaluation of a data set on its subgroup-labelled test split."""
+        return cls(datamodule.test_set, datamodule.num_classes, datamodule.num_subgroups, record)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -13,13 +13,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from torch import Tensor
 from typing_extensions import override
 
+from selfloop.callbacks.generated_sample_metrics import GeneratedSampleMetrics, GeneratedSamples
+from selfloop.catalogue import GENERATOR_ARCH
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.filtering.audit import write_audit
 from selfloop.filtering.review import ReviewPending, export_review, read_review
 from selfloop.filtering.sample_filter import FilterResult, SampleFilter
 from selfloop.filtering.scorers import ScoringContext
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.metrics.fid import FidTracker
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.sample_grid import save_sample_grid
 
@@ -65,8 +66,8 @@ class GenerationController(Callback):
     2. sample ``candidates_per_class`` images per class and save them (``Phase.sample``),
     3. score them with the filter (using f_{n-1}), keep the best ``kept_per_class`` per class
        (optionally after a person's review), write the audit trail (every candidate's scores and
-       decision, a score histogram, the borderline samples), and record ``gen_label_acc`` of the
-       raw and kept samples as judged by the independent judge and their FID,
+       decision, a score histogram, the borderline samples), and measure the candidates and the
+       survivors (``measure``: class fidelity by the independent judge, u_t, FID) and ``record`` the values,
     4. write the shard, push it into the queue, make the manifest durable, then delete evicted
        shards (``Phase.filter``), and save a grid of kept samples.
 
@@ -81,12 +82,9 @@ class GenerationController(Callback):
         runner: the run's phases: run directory, manifest, queue and metrics log.
         sample_filter: the expert-guided filter.
         previous_classifier: f_{n-1} of the scorer arch (used by the uncertainty scorer).
-        judge: the independent judge of class fidelity (scorer arch, real data only, its own seed; it
-            never scores the filter).
-        fid: FID against the real set's cached statistics (``None``: no FID).
-        unbalance: metrics of kept images and their labels: ``u_t``, how far their subgroup mix is from
-            the real set's, and ``subgroup_ambiguous_frac`` (``None`` where the data set has no subgroup
-            oracle).
+        measure: what is measured on the candidates and the survivors.
+        record: records the generation's metrics (``record(generation, arch, metrics)``) before the
+            filter step is marked finished, so a finished step always has its metrics rows.
         stop_check: raises when a stop signal arrived; called between sampling, filtering and pushing.
     """
 
@@ -96,18 +94,16 @@ class GenerationController(Callback):
         runner: PhaseRunner,
         sample_filter: SampleFilter,
         previous_classifier: ImageClassifier,
-        judge: ImageClassifier,
-        fid: FidTracker | None = None,
-        unbalance: Callable[[Tensor, Tensor], dict[str, float]] | None = None,
+        measure: GeneratedSampleMetrics,
+        record: Callable[[int, str, dict[str, float]], None],
         stop_check: Callable[[], None] = lambda: None,
     ) -> None:
         self.plan = plan
         self.runner = runner
         self.sample_filter = sample_filter
         self.previous_classifier = previous_classifier
-        self.judge = judge
-        self.fid = fid
-        self.unbalance = unbalance
+        self.measure = measure
+        self.record = record
         self.stop_check = stop_check
 
     @override
@@ -191,21 +187,8 @@ class GenerationController(Callback):
                 images,
                 plan.class_names,
             )
-        kept_images, kept_labels = images[result.keep], labels[result.keep]
-        judge = self.judge.to(device)
-        metrics = {
-            "gen_label_acc": (judge.predict_labels(images) == labels).float().mean().item(),
-            "gen_label_acc_kept": (judge.predict_labels(kept_images) == kept_labels).float().mean().item(),
-            "num_candidates": float(len(labels)),
-            "num_kept": float(len(kept_labels)),
-        }
-        if self.unbalance is not None:
-            metrics.update(self.unbalance(kept_images, kept_labels))
-        if self.fid is not None:
-            metrics["fid_raw"] = self.fid.score(images)
-            enough = len(kept_images) >= self.fid.num_samples
-            metrics["fid_kept"] = self.fid.score(kept_images) if enough else float("nan")
-        return Survivors(kept_images, kept_labels, result.scores[result.keep], metrics)
+        metrics = self.measure(GeneratedSamples(images, labels, result.keep, device))
+        return Survivors(images[result.keep], labels[result.keep], result.scores[result.keep], metrics)
 
     def _reviewed(self, images: Tensor, labels: Tensor, result: FilterResult) -> Tensor:
         """The keep mask after a person's review; the first time, export the proposal and stop."""
@@ -224,11 +207,7 @@ class GenerationController(Callback):
 
     def _push(self, strategy: Strategy, survivors: Survivors) -> None:
         plan = self.plan
-        rank_zero_info(
-            f"[selfloop] generation {plan.generation}: kept {len(survivors.labels)}, gen_label_acc raw "
-            f"{survivors.metrics['gen_label_acc']:.3f} kept {survivors.metrics['gen_label_acc_kept']:.3f}"
-        )
-        self.runner.metrics.log(plan.generation, "generator", survivors.metrics)
+        self.record(plan.generation, GENERATOR_ARCH, survivors.metrics)
         queue = self.runner.queue
         evicted = []
         if strategy.is_global_zero:

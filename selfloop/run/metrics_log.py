@@ -32,7 +32,8 @@ class MetricsLog:
 
     The CSV is rewritten atomically on each call (it is small), and a (generation, arch, metric) that
     is logged again replaces its old row in place, so a phase redone after an interruption (or a lost
-    classifier retrained) leaves one row where it was. Only rank 0 writes.
+    classifier retrained) leaves one row where it was. Only rank 0 writes. The rows are held in memory
+    (``rows``): the file is read once, for a resumed run, and never read back to rebuild what was written.
 
     Args:
         csv_path: the tidy CSV file.
@@ -49,19 +50,27 @@ class MetricsLog:
         self.summary_dir = Path(summary_dir)
         self.seed = seed
         self._writer = None
+        self._rows: list[dict] | None = None
 
     def read(self) -> list[dict]:
-        """Rows logged so far (empty when the file does not exist)."""
+        """The rows in the file now (empty when it does not exist): what resume and repair compare."""
         if not self.csv_path.is_file():
             return []
         with open(self.csv_path, newline="") as handle:
             return list(csv.DictReader(handle))
 
+    @property
+    def rows(self) -> list[dict]:
+        """Rows logged so far (a copy), as ``read`` returns them; the file is read only the first time."""
+        if self._rows is None:
+            self._rows = self.read()
+        return [dict(row) for row in self._rows]
+
     @rank_zero_only
     def log(self, generation: int, arch: str, metrics: Mapping[str, float | list[float]]) -> None:
         """Record one phase's metrics."""
         flat = flatten_metrics(metrics)
-        rows = self.read()
+        rows = self.rows
         position = {(r["generation"], r["arch"], r["metric"]): i for i, r in enumerate(rows)}
         for name, value in flat.items():
             row = {
@@ -95,6 +104,7 @@ class MetricsLog:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.csv_path, buffer.getvalue())
+        self._rows = [dict(row) for row in rows]
 
     def _summary_writer(self):
         if self._writer is None:

@@ -165,7 +165,7 @@ class PhaseRunner:
     def save_manifest(self) -> None:
         self.manifest.queue = self.queue.state()
         if self.manifest.metrics is not None:
-            self.manifest.metrics = self.metrics.read()
+            self.manifest.metrics = self.metrics.rows
         self.manifest.save(self.run.manifest_file)
 
     @rank_zero_only

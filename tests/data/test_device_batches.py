@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -15,8 +14,6 @@ from selfloop.cli import SelfLoopCLI
 from selfloop.data.device_batches import DeviceBatches
 from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.data.image_set import ImageSet, collate_batch
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -160,15 +157,15 @@ def test_bad_arguments_name_the_problem(digits):
 
 
 @pytest.mark.slow
-def test_a_run_gives_the_same_metrics_csv_with_device_batches(tiny_run_args, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    loader, device = tmp_path / "loader", tmp_path / "device"
-    SelfLoopCLI(args=tiny_run_args(loader, "--loop.generations", "1"))
-    SelfLoopCLI(
-        args=tiny_run_args(device, "--loop.generations", "1", "--data.init_args.device_batches", "true")
-    )
+def test_a_run_gives_the_same_metrics_csv_with_device_batches(tiny_run_args, tiny_cli_run, tmp_path):
+    # The DataLoader run is the session's shared run: its first generation, which a 1-generation run repeats
+    # (tests/test_cli_end_to_end.py), is what the device-batches run must match.
+    device = tmp_path / "device"
+    one_generation = ("--loop.generations", "1", "--loop.queue_capacity", "1")
+    SelfLoopCLI(args=tiny_run_args(device, *one_generation, "--data.init_args.device_batches", "true"))
     assert "device_batches: true" in (device / "config.yaml").read_text()
-    expected = (loader / "metrics.csv").read_text()
+    lines = (tiny_cli_run / "metrics.csv").read_text().splitlines()
+    expected = [line for line in lines if line.startswith(("generation,", "0,", "1,"))]
     # Generation 0 and 1, classifier and generator rows: a run that did the loop's work.
-    assert {"lenet", "generator"} <= {line.split(",")[1] for line in expected.splitlines()[1:]}
-    assert (device / "metrics.csv").read_text() == expected
+    assert {"lenet", "generator"} <= {line.split(",")[1] for line in expected[1:]}
+    assert (device / "metrics.csv").read_text().splitlines() == expected
