@@ -91,6 +91,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "fid_raw", "generator", "lower", None, console=True, description="FID of all generated samples"
     ),
     MetricSpec("fid_kept", "generator", "lower", None, description="FID of the kept samples"),
+    MetricSpec(
+        "precision_kept", "generator", "higher", 0.01, description="kept samples inside the real manifold"
+    ),
+    MetricSpec(
+        "recall_kept", "generator", "higher", 0.01, description="real samples covered by the kept ones"
+    ),
+    MetricSpec("kid_kept", "generator", "lower", None, description="KID of the kept samples"),
 )
 
 _BY_NAME = {spec.name: spec for spec in CATALOGUE}

@@ -23,13 +23,14 @@ from selfloop.callbacks.finite_loss import FiniteLossCheck
 from selfloop.callbacks.fit_progress import FitProgress
 from selfloop.callbacks.generated_sample_metrics import (
     ClassFidelity,
+    Diversity,
     FrechetDistance,
     GeneratedSampleMetrics,
     SampleCounts,
     SampleMetric,
     SubgroupBalance,
 )
-from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan
+from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan, PoolInputs
 from selfloop.catalogue import GENERATOR_ARCH
 from selfloop.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.classifiers.image_classifier import ImageClassifier
@@ -38,6 +39,7 @@ from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
 from selfloop.filtering.sample_filter import SampleFilter
+from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
@@ -210,6 +212,9 @@ class SelfConsumingLoop:
             metrics.append(SubgroupBalance(oracle, dm.real.train, dm.num_classes, dm.num_subgroups))
         if self._fid is not None:
             metrics.append(self._fid)
+            tracker = self._fid.tracker
+            metrics.append(Diversity(tracker.extractor, dm.real.train.images, tracker.num_samples, self.config.seed,
+                                     device=self._topology.device))  # fmt: skip
         return GeneratedSampleMetrics(metrics)
 
     @functools.cached_property
@@ -264,7 +269,24 @@ class SelfConsumingLoop:
             self._sample_metrics,
             self._record,
             self.stop.check,
+            self._pool_inputs,
         )
+
+    @functools.cached_property
+    def _pool_inputs(self) -> PoolInputs | None:
+        """What the filter's pool-level selection reads: subgroups through the oracle, the real set's mix,
+        the judge's features for ``diversity``; None when the data set has no subgroups and the selection
+        needs no features (the per-sample filter alone)."""
+        dm, selection = self.datamodule, self.sample_filter.selection
+        oracle = self._subgroup_oracle()
+        if oracle is None and selection != "diversity":
+            return None
+        real = dm.real.train
+        real_mix = (
+            subgroup_mix(real.labels, real.subgroups, dm.num_classes, dm.num_subgroups) if oracle else None
+        )
+        extractor = penultimate_extractor(self._judge) if selection == "diversity" else None
+        return PoolInputs(oracle, dm.num_subgroups, real_mix, extractor)
 
     def _fit_generator(self, n: int) -> None:
         """Fit g_n on real + Q_{n-1}; at the end of the fit its ``GenerationController`` samples, filters

@@ -33,6 +33,12 @@ GENERATOR_METRICS = [
     "subgroup_ambiguous_frac",
     "fid_raw",
     "fid_kept",
+    "precision_raw",
+    "recall_raw",
+    "kid_raw",
+    "precision_kept",
+    "recall_kept",
+    "kid_kept",
 ]
 PHASES = [
     "g0/classifier/lenet",

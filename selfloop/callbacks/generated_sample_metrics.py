@@ -1,4 +1,4 @@
-"""What is measured on a generation's samples: class fidelity, subgroup balance u_t, FID.
+"""What is measured on a generation's samples: class fidelity, subgroup balance u_t, FID, diversity.
 
 Each measurement is a small object with one job, called with the generation's candidates and the
 filter's decision (:class:`GeneratedSamples`) and returning named values; :class:`GeneratedSampleMetrics`
@@ -18,6 +18,7 @@ from torch import Tensor
 from selfloop.catalogue import GENERATOR_ARCH
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.image_set import ImageSet
+from selfloop.metrics.diversity import features_of, kernel_inception_distance, precision_recall
 from selfloop.metrics.fid import FidTracker
 from selfloop.metrics.unbalance import ambiguous_fraction, unbalanced_generation
 
@@ -144,6 +145,57 @@ class FrechetDistance:
             for r in rows
             if r["arch"] == GENERATOR_ARCH and r["metric"] in self.METRICS
         ]
+
+
+class Diversity:
+    """Precision, recall (Kynkäänniemi et al. 2019) and KID of the candidates (``_raw``) and of the kept
+    samples (``_kept``) against a fixed subset of the real training images, in one feature space.
+
+    A curation rule that buys subgroup balance with diversity shows here: recall falls when the kept
+    samples cover less of the real data. Values are NaN where a set is too small (precision and recall
+    need more than ``k`` samples, KID at least 2).
+
+    Args:
+        extractor: the feature module (the FID's: the judge's penultimate features or Inception).
+        real: the real training images (uint8).
+        num_samples: real images compared (a seeded subset when there are more).
+        seed: draws the real subset and KID's subsets.
+        k: the neighbourhood size of precision and recall.
+        device: where the extractor runs.
+    """
+
+    def __init__(
+        self, extractor: torch.nn.Module, real: Tensor, num_samples: int, seed: int, k: int = 3,
+        device: torch.device | str = "cpu",
+    ) -> None:  # fmt: skip
+        generator = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(real), generator=generator)[: min(num_samples, len(real))]
+        self.extractor = extractor
+        self.real = real[pick.sort().values]
+        self.seed = seed
+        self.k = k
+        self.device = device
+        self.real_features = features_of(extractor, self.real, device=device)
+
+    def _measure(self, images: Tensor) -> dict[str, float]:
+        nan = float("nan")
+        values = {"precision": nan, "recall": nan, "kid": nan}
+        if len(images) > self.k:
+            values.update(
+                precision_recall(
+                    self.real_features, features_of(self.extractor, images, device=self.device), self.k
+                )
+            )
+        if len(images) >= 2:
+            kid = kernel_inception_distance(
+                self.real, images, self.extractor, seed=self.seed, device=self.device
+            )
+            values["kid"] = kid["kid"]
+        return values
+
+    def __call__(self, samples: GeneratedSamples) -> dict[str, float]:
+        raw, kept = self._measure(samples.images), self._measure(samples.kept_images)
+        return {**{f"{k}_raw": v for k, v in raw.items()}, **{f"{k}_kept": v for k, v in kept.items()}}
 
 
 class GeneratedSampleMetrics:

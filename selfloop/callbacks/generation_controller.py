@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import lightning as L
 import torch
@@ -21,6 +22,7 @@ from selfloop.filtering.review import ReviewPending, export_review, read_review
 from selfloop.filtering.sample_filter import FilterResult, SampleFilter
 from selfloop.filtering.scorers import ScoringContext
 from selfloop.generators.base import ConditionalGenerator
+from selfloop.metrics.diversity import features_of
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.sample_grid import save_sample_grid
 
@@ -47,6 +49,34 @@ class GenerationPlan:
     grid_per_class: int = 8
     human_review: bool = False
     resume_command: str | None = None
+
+
+@dataclass
+class PoolInputs:
+    """What the filter's pool-level selections read of the candidates, beyond their scores.
+
+    Args:
+        oracle: reads each image's subgroup (``AMBIGUOUS`` where it cannot); None without subgroups.
+        num_subgroups: G.
+        real_mix: the real training set's subgroup shares per class (``balance_target: real``).
+        extractor: the feature module ``diversity`` spreads the kept samples in (the judge's penultimate
+            features); None when the selection needs no features.
+    """
+
+    oracle: Callable[[Tensor], Tensor] | None
+    num_subgroups: int
+    real_mix: Tensor | None = None
+    extractor: torch.nn.Module | None = None
+
+    def filter_kwargs(self, images: Tensor, device: torch.device) -> dict[str, Any]:
+        """The keyword arguments of ``SampleFilter.__call__`` for these candidates."""
+        kwargs: dict[str, Any] = {}
+        if self.oracle is not None:
+            kwargs.update(subgroups=self.oracle(images).cpu().long(), num_subgroups=self.num_subgroups)
+            kwargs["real_mix"] = self.real_mix
+        if self.extractor is not None:
+            kwargs["features"] = features_of(self.extractor, images, device=device)
+        return kwargs
 
 
 @dataclass
@@ -86,6 +116,8 @@ class GenerationController(Callback):
         record: records the generation's metrics (``record(generation, arch, metrics)``) before the
             filter step is marked finished, so a finished step always has its metrics rows.
         stop_check: raises when a stop signal arrived; called between sampling, filtering and pushing.
+        pool: what the filter's pool-level selections read (subgroups, the real mix, features); None for
+            the per-sample selection alone.
     """
 
     def __init__(
@@ -97,6 +129,7 @@ class GenerationController(Callback):
         measure: GeneratedSampleMetrics,
         record: Callable[[int, str, dict[str, float]], None],
         stop_check: Callable[[], None] = lambda: None,
+        pool: PoolInputs | None = None,
     ) -> None:
         self.plan = plan
         self.runner = runner
@@ -105,6 +138,7 @@ class GenerationController(Callback):
         self.measure = measure
         self.record = record
         self.stop_check = stop_check
+        self.pool = pool
 
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -173,9 +207,10 @@ class GenerationController(Callback):
         device = strategy.root_device
         seed = Phase.filter(plan.generation).seed(self.runner.base_seed)
         context = ScoringContext(plan.class_names, self.previous_classifier.to(device), seed, device)
-        result = self.sample_filter(images, labels, context, plan.kept_per_class)
+        pool = self.pool.filter_kwargs(images, device) if self.pool is not None else {}
+        result = self.sample_filter(images, labels, context, plan.kept_per_class, **pool)
         if plan.human_review:
-            result = replace(result, keep=self._reviewed(images, labels, result))
+            result = result.with_keep(self._reviewed(images, labels, result), labels)
         # Rank 0 decides; every rank trains on exactly the samples rank 0 writes into the shard.
         result = replace(result, keep=strategy.broadcast(result.keep, src=0))
         if self._is_global_zero():
@@ -188,6 +223,8 @@ class GenerationController(Callback):
                 plan.class_names,
             )
         metrics = self.measure(GeneratedSamples(images, labels, result.keep, device))
+        if self.sample_filter.selection != "score":
+            metrics.update(result.cell_metrics())  # what the pool-level rule kept and missed per cell
         return Survivors(images[result.keep], labels[result.keep], result.scores[result.keep], metrics)
 
     def _reviewed(self, images: Tensor, labels: Tensor, result: FilterResult) -> Tensor:

@@ -195,6 +195,7 @@ class FidTracker:
         self.resize = resize if resize is not None else str(getattr(extractor, "resize", "native"))
         self.batch_size = batch_size
         self.device = torch.device(device)
+        self.extractor = extractor
         # normalize=False: images go in as uint8, as the Inception weights expect.
         # sync_on_compute=False: under DDP every rank scores the same images, so summing the
         # states across ranks would count each image once per rank.

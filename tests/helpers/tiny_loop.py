@@ -52,6 +52,8 @@ def tiny_loop(
     datamodule: ColoredDigitsDataModule | None = None,
     generator: type[ConditionalGenerator] = PerfectGenerator,
     trainer: dict[str, Any] | None = None,
+    sample_filter: SampleFilter | None = None,
+    generator_args: dict[str, Any] | None = None,
     **loop: Any,
 ) -> SelfConsumingLoop:
     """The loop of a tiny run in ``run_dir`` (created, or resumed when it holds a manifest).
@@ -61,6 +63,8 @@ def tiny_loop(
         datamodule: the data set (default: 16 px colourised digits).
         generator: the generator class (default: ``PerfectGenerator``: no training, real images).
         trainer: ``Trainer`` arguments replacing ``TINY_TRAINER``'s.
+        sample_filter: the filter (default: drop 20% by the previous classifier's uncertainty).
+        generator_args: further arguments of the generator (e.g. a density-seeking ``tilt``).
         **loop: ``LoopConfig`` fields replacing ``TINY_LOOP``'s.
     """
     config = replace(TINY_LOOP, **loop)
@@ -79,9 +83,9 @@ def tiny_loop(
     return SelfConsumingLoop(
         config,
         ModuleSpec(ImageClassifier, {"arch": "lenet", "in_channels": dm.channels, **shape}),
-        ModuleSpec(generator, {"channels": dm.channels, **shape}),
+        ModuleSpec(generator, {"channels": dm.channels, **shape, **(generator_args or {})}),
         dm,
-        SampleFilter(drop_fraction=0.2),
+        sample_filter or SampleFilter(drop_fraction=0.2),
         {**TINY_TRAINER, **(trainer or {})},
         runner,
     )
