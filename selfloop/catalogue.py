@@ -98,6 +98,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "recall_kept", "generator", "higher", 0.01, description="real samples covered by the kept ones"
     ),
     MetricSpec("kid_kept", "generator", "lower", None, description="KID of the kept samples"),
+    MetricSpec(
+        "cell_missing_total",
+        "generator",
+        "lower",
+        None,
+        description="survivors a pool-level selection could not find in their (class, subgroup) cell",
+    ),  # fmt: skip
 )
 
 _BY_NAME = {spec.name: spec for spec in CATALOGUE}

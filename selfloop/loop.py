@@ -202,8 +202,8 @@ class SelfConsumingLoop:
     @functools.cached_property
     def _sample_metrics(self) -> GeneratedSampleMetrics:
         """What every generation's samples are measured for, in the order of their ``metrics.csv`` rows:
-        class fidelity by the judge, the counts, u_t (data sets with subgroups) and FID (unless
-        ``--loop.fid_extractor none``). Built once per process: the judge and oracle are loaded once, the
+        class fidelity by the judge, the counts, u_t (data sets with subgroups), FID (unless
+        ``--loop.fid_extractor none``) and diversity (precision, recall, KID). Built once per process: the judge and oracle are loaded once, the
         FID's real statistics computed (or read from their cache) once."""
         dm = self.datamodule
         metrics: list[SampleMetric] = [ClassFidelity(self._judge), SampleCounts()]
@@ -212,10 +212,21 @@ class SelfConsumingLoop:
             metrics.append(SubgroupBalance(oracle, dm.real.train, dm.num_classes, dm.num_subgroups))
         if self._fid is not None:
             metrics.append(self._fid)
-            tracker = self._fid.tracker
-            metrics.append(Diversity(tracker.extractor, dm.real.train.images, tracker.num_samples, self.config.seed,
-                                     device=self._topology.device))  # fmt: skip
+        metrics.append(self._diversity)
         return GeneratedSampleMetrics(metrics)
+
+    @functools.cached_property
+    def _diversity(self) -> Diversity:
+        """Precision, recall and KID against the real set, in the FID's feature space (the judge's
+        penultimate features when FID is off), on as many real images as FID compares."""
+        dm = self.datamodule
+        real = dm.real.train.images
+        if self._fid is not None:
+            extractor, num_samples = self._fid.tracker.extractor, self._fid.tracker.num_samples
+        else:
+            extractor = penultimate_extractor(self._judge)
+            num_samples = min(self.config.fid_samples, self._kept_per_class() * dm.num_classes, len(real))
+        return Diversity(extractor, real, num_samples, self.config.seed, device=self._topology.device)
 
     @functools.cached_property
     def _judge(self) -> ImageClassifier:
