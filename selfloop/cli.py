@@ -6,20 +6,20 @@ import os
 import re
 import shlex
 import sys
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.config_checks import problems as config_problems
-from selfloop.config_checks import sample_memory_problem
+from selfloop.config_checks import sample_count_problem, sample_memory_problem
 from selfloop.console import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.errors import NonFiniteLossError, RunInterrupted
+from selfloop.errors import InvalidConfigError, RunInterrupted, SelfLoopError
 from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
@@ -27,14 +27,9 @@ from selfloop.generators.dcgan import ConditionalDCGAN
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
 from selfloop.module_spec import ModuleSpec
-from selfloop.run.atomic import RunWriteError, atomic_write_text
-from selfloop.run.compat import ConfigMismatchError, incompatible_changes, result_config
-from selfloop.run.layout import RunDirectory, RunDirectoryError
-from selfloop.run.lock import RunLock, RunLockedError
-from selfloop.run.manifest import Manifest, ManifestError
-from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.compat import result_config
+from selfloop.run.opening import open_run, run_directory
 from selfloop.run.phases import PhaseRunner
-from selfloop.run.queue import ShardError, StackingQueue
 from selfloop.run.topology import Topology
 
 RUN_DIR_FLAG = "--loop.run_dir"
@@ -210,17 +205,33 @@ class SelfLoopCLI(LightningCLI):
         if problems:
             self._parser(self.subcommand).error("; ".join(problems))
 
+    def instantiate_classes(self) -> None:
+        # A constructor's own check of its arguments (``ValueError``) is a config value that cannot work.
+        with _invalid_config():
+            super().instantiate_classes()
+
     def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
-        _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
-        too_big = sample_memory_problem(loop, config.filter, datamodule) or self._panel_workers_problem(loop)
-        if too_big:
-            self._parser(self.subcommand).error(too_big)
-        run.create()
-        with self._writer_lock(run):
-            self._run_loop(run, model, datamodule)
+        with _invalid_config():
+            _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
+        problem = (
+            sample_count_problem(loop, datamodule)
+            or sample_memory_problem(loop, config.filter, datamodule)
+            or self._panel_workers_problem(loop)
+        )
+        if problem:
+            self._parser(self.subcommand).error(problem)
+        run = run_directory(loop.run_dir, loop.root, loop.name)
+        parser = self._parser(self.subcommand)
+        with open_run(
+            run,
+            result_config(self.config[self.subcommand].as_dict()),
+            parser.dump(self.config[self.subcommand], skip_none=False),
+            loop.seed,
+            loop.kept_generations(),
+        ) as runner:
+            self._run_loop(runner, model, datamodule)
 
     def _panel_workers_problem(self, loop: LoopConfig) -> str | None:
         if loop.panel_workers == 1:
@@ -236,51 +247,10 @@ class SelfLoopCLI(LightningCLI):
     def _trainer_kwargs(self) -> dict[str, Any]:
         return dict(self._get(self.config_init, "trainer", default={}))
 
-    @staticmethod
-    def _writer_lock(run: RunDirectory) -> AbstractContextManager:
-        """The run directory's lock, for this process's global rank 0 only.
-
-        DDP starts ranks 1.. by re-running this command line on rank 0's run directory; they write
-        only after rank 0 decides, so the run's one lock is rank 0's (Lightning reads the global rank
-        from the launcher's environment when it is imported, before any Trainer exists).
-        """
-        return RunLock(run.path) if rank_zero_only.rank == 0 else nullcontext()
-
-    def _write_config(self, runner: PhaseRunner, resumed: bool) -> None:
-        """Write ``config.yaml`` for a new run; on resume, rewrite it only when it is missing or was edited
-        (from this command's config, which the manifest has just found compatible with the run's)."""
-        path = runner.run.config_file
-        if resumed and (runner.intact(path) or (path.is_file() and not runner.recorded(path))):
-            return  # intact, or written by a version that did not record its hash
-        if resumed:
-            rank_zero_warn(f"{path} is missing or was edited; rewrote it from this command's config")
-        parser = self._parser(self.subcommand)
-        atomic_write_text(path, parser.dump(self.config[self.subcommand], skip_none=False))
-        runner.record(path)
-
-    def _run_loop(self, run: RunDirectory, model: Any, datamodule: SelfLoopDataModule) -> None:
+    def _run_loop(self, runner: PhaseRunner, model: Any, datamodule: SelfLoopDataModule) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        current = result_config(self.config[self.subcommand].as_dict())
-        resumed = run.manifest_file.is_file()
-        if resumed:
-            manifest = Manifest.load(run.manifest_file)
-            changes = incompatible_changes(manifest.config, current)
-            if changes:
-                raise ConfigMismatchError(
-                    f"{run.path} holds a run with a different config, so it cannot be resumed: "
-                    + "; ".join(changes)
-                    + ". To start a new run, pass another --loop.run_dir (or none for a new version folder)"
-                )
-            rank_zero_info(f"[selfloop] resuming {run.path}: {len(manifest.completed)} phases already done")
-        else:
-            manifest = Manifest(seed=loop.seed, config=current, metrics=[])
-        queue = StackingQueue.from_state(run.queue_dir, loop.kept_generations(), manifest.queue)
-        runner = PhaseRunner(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
-        if rank_zero_only.rank == 0:
-            self._write_config(runner, resumed)
-            runner.restore_metrics()
-            runner.save_manifest()
+        run = runner.run
         trainer_kwargs = self._trainer_kwargs()
         resume_command = shlex.join(["python", *sys.argv])
         if RUN_DIR_FLAG not in sys.argv:
@@ -301,19 +271,15 @@ class SelfLoopCLI(LightningCLI):
         ).run()
 
 
-# Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user
-# gets one line naming the flag or path; SELFLOOP_DEBUG=1 shows the traceback instead.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    RunDirectoryError,
-    ManifestError,
-    ShardError,
-    NonFiniteLossError,
-    ConfigMismatchError,
-    RunLockedError,
-    RunWriteError,
-)
+@contextmanager
+def _invalid_config() -> Iterator[None]:
+    """Report a ``ValueError`` raised while the config is checked as the one-line ``InvalidConfigError``."""
+    try:
+        yield
+    except SelfLoopError:
+        raise
+    except ValueError as err:
+        raise InvalidConfigError(str(err)) from err
 
 
 def main(args: Any = None) -> None:
@@ -331,7 +297,7 @@ def main(args: Any = None) -> None:
     except ReviewPending as err:
         print(f"selfloop: {err}", file=sys.stderr)
         sys.exit(3)
-    except USER_ERRORS as err:
+    except SelfLoopError as err:
         if os.environ.get("SELFLOOP_DEBUG"):
             raise
         print(

@@ -32,9 +32,50 @@ IMAGE_SIZE_FLAG = "--data.init_args.image_size"
 CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
+# The largest base seed: numpy's seeds are 32-bit, and torch's generators overflow on larger ones.
+MAX_SEED = 2**32 - 1
+# Hyperparameters of the model and generator groups, by name, with the range each must lie in: the
+# optimisers and layers would refuse these only when the first fit builds them, after the run has started.
+_POSITIVE = ("lr",)
+_UNIT = ("dropout", "beta1", "beta2", "ema_decay", "momentum")
+_NON_NEGATIVE = ("weight_decay", "aux_weight", "guidance_scale")
+_COUNTS = ("width", "latent_dim", "rank", "alpha", "sample_steps", "sample_batch_size")
+
+
 def problems(config: Namespace) -> list[str]:
     """Messages naming each flag of the parsed ``fit`` config whose value cannot work (empty if none)."""
-    return [p for p in (_max_epochs(config), _panel(config), _image_size(config)) if p]
+    found = [p for p in (_max_epochs(config), _panel(config), _image_size(config), _seed(config)) if p]
+    for prefix, group in (
+        ("--model.", config.get("model")),
+        ("--generator.init_args.", config.get("generator.init_args")),
+    ):
+        found += _hyperparameters(prefix, group)
+    return found
+
+
+def _seed(config: Namespace) -> str | None:
+    seed = config.get("loop.seed")
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        return f"--loop.seed must be an integer in [0, {MAX_SEED}], got {seed}"
+    return None
+
+
+def _hyperparameters(prefix: str, group: Namespace | None) -> list[str]:
+    """Messages for each known hyperparameter of a group that lies outside its range."""
+    found = []
+    for name, value in (vars(group) if group is not None else {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        flag = f"{prefix}{name}"
+        if name in _POSITIVE and not (math.isfinite(value) and value > 0):
+            found.append(f"{flag} must be a finite number > 0, got {value}")
+        elif name in _UNIT and not 0 <= value < 1:
+            found.append(f"{flag} must be in [0, 1), got {value}")
+        elif name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+            found.append(f"{flag} must be a finite number >= 0, got {value}")
+        elif name in _COUNTS and not (isinstance(value, int) and value >= 1):
+            found.append(f"{flag} must be an integer >= 1, got {value}")
+    return found
 
 
 def _max_epochs(config: Namespace) -> str | None:
@@ -141,6 +182,23 @@ def memory_limit() -> int:
         if value.isdigit():
             limit = min(limit, int(value))
     return limit
+
+
+def sample_count_problem(loop: LoopConfig, data: SelfLoopDataModule) -> str | None:
+    """A message when ``--loop.samples_per_generation`` keeps fewer than 2 samples per class: the filter
+    ranks each class's candidates, and FID and the class fidelity need more than one sample."""
+    real_train = len(data.real.train)
+    count = loop.samples_count(real_train)
+    least = 2 * data.num_classes
+    if count >= least:
+        return None
+    value = loop.samples_per_generation
+    meaning = f" (a fraction of the {real_train:,} real training images)" if isinstance(value, float) else ""
+    return (
+        f"--loop.samples_per_generation {value}{meaning} asks for {count} sample(s) per generation, fewer than "
+        f"2 for each of the {data.num_classes} classes; give a count of at least {least} (int) or a fraction of "
+        f"at least {math.ceil(least / real_train * 10_000) / 10_000} (float)"
+    )
 
 
 def sample_memory_problem(

@@ -27,6 +27,7 @@ from selfloop.console import PhaseProgress, print_summary
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
+from selfloop.errors import MissingRunFileError
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.loop_config import LoopConfig
@@ -379,7 +380,7 @@ class SelfConsumingLoop:
         needed = self.config.queued_generations(n)
         missing = sorted(set(needed) - set(self.runner.queue.generations))
         if missing:
-            raise FileNotFoundError(
+            raise MissingRunFileError(
                 f"classifier weights {path} are missing or damaged, and they cannot be retrained: generation "
                 f"{n}'s training data included the samples of generation(s) {missing}, which have left the queue "
                 "since. Restore the file, or start a new run in another --loop.run_dir"
@@ -391,7 +392,7 @@ class SelfConsumingLoop:
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
         path = self.runner.run.classifier_weights(n, arch)
         if not self.runner.intact(path):
-            raise FileNotFoundError(
+            raise MissingRunFileError(
                 f"classifier weights {path} are missing or damaged; generation {n + 1} needs them. Delete the "
                 f"line '{Phase.classifier(n, arch).key}' from {self.runner.run.manifest_file} 'completed' and "
                 "rerun to retrain it"

@@ -143,6 +143,23 @@ BAD_VALUES = {
         "got lenet5",
     ),
     "unknown-flag": (["--loop.colour", "red"], "unrecognized arguments: --loop.colour red"),
+    "negative-lr": (["--model.lr", "-1"], "--model.lr must be a finite number > 0, got -1.0"),
+    "dropout-above-1": (["--model.dropout", "1.5"], "--model.dropout must be in [0, 1), got 1.5"),
+    "generator-beta1-and-width": (
+        ["--generator.init_args.beta1", "1", "--generator.init_args.width", "0"],
+        "--generator.init_args.width must be an integer >= 1, got 0; "
+        "--generator.init_args.beta1 must be in [0, 1), got 1.0",
+    ),
+    "seed-beyond-64-bit": (
+        ["--loop.seed", "100000000000000000000"],
+        "--loop.seed must be an integer in [0, 4294967295], got 100000000000000000000",
+    ),
+    "too-few-samples-per-class": (
+        ["--loop.samples_per_generation", "0.0001"],
+        "--loop.samples_per_generation 0.0001 (a fraction of the 1,259 real training images) asks for 1 "
+        "sample(s) per generation, fewer than 2 for each of the 10 classes; give a count of at least 20 (int) "
+        "or a fraction of at least 0.0159 (float)",
+    ),
 }  # fmt: skip
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from selfloop.catalogue import GENERATOR_ARCH
+from selfloop.errors import SelfLoopError
 from selfloop.run.compat import HARMLESS_KEYS, flatten
 from selfloop.run.phases import Phase
 
@@ -47,7 +48,7 @@ IGNORED_KEYS: tuple[str, ...] = (
 METRICS_COLUMNS = ("generation", "arch", "seed", "metric", "value")
 
 
-class RunLoadError(ValueError):
+class RunLoadError(SelfLoopError, ValueError):
     """A path is not a readable run directory; the message names the path and what is wrong."""
 
 

@@ -25,7 +25,7 @@ import torch
 import torchvision
 from torch import nn
 
-from selfloop.errors import MissingWeightsError
+from selfloop.errors import MissingWeightsError, SelfLoopError
 from selfloop.offline import downloads_allowed_by_env
 
 __all__ = [
@@ -58,7 +58,7 @@ DEIT_S_TIMM_NAME = "deit_small_patch16_224"
 DEIT_S_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth"
 
 
-class CorruptWeightsError(RuntimeError):
+class CorruptWeightsError(SelfLoopError, RuntimeError):
     """A cached weights file exists but cannot be loaded (truncated, corrupt or wrong checkpoint).
 
     Args:

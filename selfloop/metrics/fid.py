@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from selfloop.errors import SelfLoopError
 from selfloop.run.atomic import atomic_torch_save, atomic_write_text
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -44,7 +45,7 @@ _REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num
 _CACHE_FORMAT = 1
 
 
-class MissingInceptionWeightsError(FileNotFoundError):
+class MissingInceptionWeightsError(SelfLoopError, FileNotFoundError):
     """The FID Inception weights file is not where it was expected."""
 
 
