@@ -229,7 +229,16 @@ class SelfConsumingLoop:
                 self.config.fid_extractor,
                 device=self._topology.device,
             )
-            self._fid.set_real(real, cache_path=self.runner.run.fid_real_stats)
+            cache = self.runner.run.fid_real_stats
+            # Later generations' FID rests on this file: one that differs from its recorded hash is recomputed.
+            trusted = self.runner.intact(cache)
+            if cache.is_file() and self.runner.recorded(cache) and not trusted:
+                rank_zero_warn(
+                    f"{cache} does not match the hash in {self.runner.run.manifest_file} (edited or damaged); "
+                    "recomputed the real set's FID statistics from the real training set"
+                )
+            self._fid.set_real(real, cache_path=cache, use_cache=trusted)
+            self.runner.record(cache)
         return self._fid
 
     def _write_fid_table(self) -> None:
@@ -259,7 +268,9 @@ class SelfConsumingLoop:
                 f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit"
             )
             strategy = self._topology.local_strategy()
-            controller.resume(strategy, self._load_generator(n).to(strategy.root_device))
+            controller.resume(
+                strategy, self._load_generator(n, f"sampling generation {n}").to(strategy.root_device)
+            )
             return
         self.runner.begin(phase)
         generator = self._fresh_generator()
@@ -282,9 +293,15 @@ class SelfConsumingLoop:
         generator.class_names = self.datamodule.class_names
         return generator
 
-    def _load_generator(self, n: int) -> ConditionalGenerator:
+    def _load_generator(self, n: int, purpose: str) -> ConditionalGenerator:
+        path = self.runner.run.generator_weights(n)
+        if not self.runner.intact(path):
+            raise MissingRunFileError(
+                f"generator weights {path} are missing or damaged, and {purpose} needs them. Restore the file, "
+                "or start a new run in another --loop.run_dir"
+            )
         generator = self._fresh_generator()
-        generator.load_generator_state(torch.load(self.runner.run.generator_weights(n), weights_only=True))
+        generator.load_generator_state(torch.load(path, weights_only=True))
         return generator
 
     def _repair_queue(self) -> None:
@@ -298,7 +315,10 @@ class SelfConsumingLoop:
                 f"queue shard {path} is missing or damaged (hash mismatch); rebuilding it from generation {shard.generation}'s candidates"
             )
             self._controller(shard.generation).rebuild_shard(
-                self._topology.local_strategy(), lambda g=shard.generation: self._load_generator(g)
+                self._topology.local_strategy(),
+                lambda g=shard.generation, p=path: self._load_generator(
+                    g, f"rebuilding the queue shard {p} (its saved candidates are missing or damaged too)"
+                ),
             )
 
     @functools.cached_property

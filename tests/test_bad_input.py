@@ -225,3 +225,48 @@ def test_yaml_syntax_error_names_the_file_line_and_column(tiny_run_args, tmp_pat
         "(while parsing a flow sequence)"
     ]
     assert "<unicode string>" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_run_without_its_manifest_is_refused_and_restoring_it_resumes(tiny_run_args, run):
+    manifest = run / "manifest.json"
+    saved = manifest.read_bytes()
+    manifest.unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = _main(tiny_run_args(run, "--loop.generations", "1"))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("selfloop: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert errors[0].startswith(f"selfloop: error: {run} holds results of a run (")
+    assert errors[0].endswith(
+        f"but no manifest.json, so what was done cannot be checked and would be redone: restore {manifest}, or "
+        "pass another --loop.run_dir (or none for a new version folder)"
+    )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing redone or rewritten
+    # The first way forward, followed: the restored manifest resumes the finished run as it was.
+    manifest.write_bytes(saved)
+    metrics = (run / "metrics.csv").read_bytes()
+    result = _main(tiny_run_args(run, "--loop.generations", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "metrics.csv").read_bytes() == metrics
+
+
+@pytest.mark.slow
+def test_altered_fid_statistics_are_recomputed_with_a_warning(tiny_run_args, finished_run, run, tmp_path):
+    untouched = tmp_path / "untouched"
+    shutil.copytree(finished_run, untouched)
+    assert _main(tiny_run_args(untouched, "--loop.generations", "2")).returncode == 0
+    stats = run / "fid_real_stats.pt"
+    data = bytearray(stats.read_bytes())
+    data[-200:-100] = bytes(b ^ 0x55 for b in data[-200:-100])  # inside the stored tensors: still loads
+    stats.write_bytes(bytes(data))
+    result = _main(tiny_run_args(run, "--loop.generations", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if str(stats) in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        f"{stats} does not match the hash in {run / 'manifest.json'} (edited or damaged); recomputed the real "
+        "set's FID statistics from the real training set"
+    )
+    # The recomputed statistics are the original ones: generation 2's FID is what an untouched run logs.
+    assert (run / "metrics.csv").read_bytes() == (untouched / "metrics.csv").read_bytes()
+    assert stats.read_bytes() == (untouched / "fid_real_stats.pt").read_bytes()

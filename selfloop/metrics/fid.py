@@ -27,6 +27,7 @@ import copy
 import csv
 import io
 import math
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -238,7 +239,7 @@ class FidTracker:
             "image_shape": list(image_shape),
         }
 
-    def set_real(self, images: Tensor, cache_path: str | Path | None = None) -> None:
+    def set_real(self, images: Tensor, cache_path: str | Path | None = None, use_cache: bool = True) -> None:
         """Compute (or load) the real set's feature statistics from N of its images.
 
         Args:
@@ -246,12 +247,17 @@ class FidTracker:
             cache_path: a file for the statistics: loaded if it exists and was made with the same
                 settings (``describe()``, number and shape of real images), else computed and written
                 atomically. A file made with other settings is recomputed and overwritten.
+            use_cache: ``False`` recomputes and overwrites the file whatever it holds (the caller found
+                it untrustworthy, e.g. not matching its recorded hash).
         """
         meta = self._cache_meta(len(images), tuple(images.shape[1:]))
         path = Path(cache_path) if cache_path is not None else None
-        if path is not None and path.is_file():
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-            if cached.get("meta") == meta:
+        if path is not None and use_cache and path.is_file():
+            try:
+                cached = torch.load(path, map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+                cached = {}  # unreadable: recomputed like a file made with other settings
+            if isinstance(cached, dict) and cached.get("meta") == meta:
                 for name in _REAL_STATES:
                     setattr(self.metric, name, cached[name].to(self.device))
                 self._has_real = True

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
-from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.metrics_log import MetricsFileError, MetricsLog
 from selfloop.run.queue import StackingQueue
 from selfloop.seeding import phase_seed
 
@@ -184,10 +184,13 @@ class PhaseRunner:
         recorded = self.manifest.metrics
         if recorded is None:
             return
-        current = self.metrics.read()
+        try:
+            current = self.metrics.read()
+        except MetricsFileError:
+            current = None
         if current == recorded:
             return
-        if current[: len(recorded)] != recorded:
+        if current is None or current[: len(recorded)] != recorded:
             rank_zero_warn(
                 f"{self.metrics.csv_path} is missing or differs from the rows {self.run.manifest_file} recorded "
                 "(edited or damaged); rebuilt it from the manifest"
