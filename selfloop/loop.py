@@ -410,13 +410,12 @@ class SelfConsumingLoop:
         )
 
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
+        """f_n of ``arch``; lost or damaged weights are retrained first (or refused, see ``_check_retrainable``)."""
         path = self.runner.run.classifier_weights(n, arch)
-        if not self.runner.intact(path):
-            raise MissingRunFileError(
-                f"classifier weights {path} are missing or damaged; generation {n + 1} needs them. Delete the "
-                f"line '{Phase.classifier(n, arch).key}' from {self.runner.run.manifest_file} 'completed' and "
-                "rerun to retrain it"
-            )
+        fit = None if self.runner.intact(path) else self._classifier_fit(n, arch)
+        if fit is not None:
+            model, metrics, strategy = fit.run(before_fit=self.stop.check)
+            self._finish_classifier(n, arch, model.state_dict(), metrics, strategy)
         model = self.classifier.build(arch=arch)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()

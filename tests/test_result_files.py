@@ -133,3 +133,26 @@ def test_damaged_shard_whose_sources_are_gone_is_refused_naming_them(finished, t
         "them. Restore the file, or start a new run in another --loop.run_dir"
     ]
     assert "Traceback" not in err and _hashes(run) == before
+
+
+def test_damaged_shard_and_damaged_scorer_classifier_are_both_rebuilt(finished, tmp_path, monkeypatch):
+    # Rebuilding generation 2's shard needs f_1 (the filter's scorer): it is retrained first, on generation
+    # 1's own data, and both files come back as they were (the old hint to edit the manifest never worked).
+    monkeypatch.chdir(ROOT)
+    run, args = _copy(finished, "3", tmp_path)
+    before = _hashes(run)
+    shard, weights = run / "queue" / "gen_002.pt", run / "classifiers" / "gen_001" / "lenet.pt"
+    shard.write_bytes(shard.read_bytes()[:100])
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.warns(UserWarning) as caught:
+        main(args)
+    messages = [str(w.message) for w in caught if str(run) in str(w.message)]
+    assert any(m.startswith(f"queue shard {shard} is missing or damaged") for m in messages)
+    assert (
+        f"classifier weights {weights} are missing or damaged; retraining them on generation 1's data"
+        in messages
+    )
+    after = _hashes(run)
+    assert after["queue/gen_002.pt"] == before["queue/gen_002.pt"]
+    assert after["classifiers/gen_001/lenet.pt"] == before["classifiers/gen_001/lenet.pt"]
+    assert (run / "metrics.csv").read_bytes() == (finished["3"][0] / "metrics.csv").read_bytes()
