@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import lazy_instance
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
 from selfloop.config_checks import problems as config_problems
-from selfloop.config_checks import sample_count_problem, sample_memory_problem
 from selfloop.console import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.errors import InvalidConfigError, RunInterrupted, SelfLoopError
+from selfloop.errors import (
+    InvalidConfigError,
+    MissingWeightsError,
+    PrerequisitesMissingError,
+    RunInterrupted,
+    SelfLoopError,
+)
 from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
@@ -27,6 +36,7 @@ from selfloop.generators.dcgan import ConditionalDCGAN
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
 from selfloop.module_spec import ModuleSpec
+from selfloop.run.atomic import named_write_error
 from selfloop.run.compat import result_config
 from selfloop.run.opening import open_run, run_directory
 from selfloop.run.phases import PhaseRunner
@@ -39,6 +49,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "log_every_n_steps": 10,
 }
 
+# The --trainer settings that decide where and in how many processes a fit runs.
+TOPOLOGY_FLAGS = ("accelerator", "devices", "num_nodes", "strategy")
 UNION_ERROR = "Does not validate against any of the Union subtypes"
 
 
@@ -206,15 +218,32 @@ class SelfLoopCLI(LightningCLI):
             self._parser(self.subcommand).error("; ".join(problems))
 
     def instantiate_classes(self) -> None:
-        # A constructor's own check of its arguments (``ValueError``) is a config value that cannot work.
+        # A constructor's own check of its arguments (``ValueError``) is a config value that cannot work, and
+        # so is Lightning's refusal of the --trainer settings (no such accelerator here, invalid devices).
         with _invalid_config():
-            super().instantiate_classes()
+            try:
+                super().instantiate_classes()
+            except MissingWeightsError as err:
+                # The filter looks for its CLIP weights when it is built: the other prerequisites join it.
+                config = self.config[self.subcommand]
+                others = missing_prerequisites(config, _data_module(config))
+                raise PrerequisitesMissingError([*others, str(err)]) from err
+            except MisconfigurationException as err:
+                trainer = self.config[self.subcommand].get("trainer") or {}
+                settings = " ".join(f"--trainer.{k} {trainer.get(k)}" for k in TOPOLOGY_FLAGS)
+                raise InvalidConfigError(
+                    f"the trainer settings {settings} cannot run here: {one_line(str(err))}"
+                ) from err
 
     def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
+        # Every missing file (data, weights) at once, before a run directory exists.
+        missing = missing_prerequisites(self.config[self.subcommand], datamodule)
+        if missing:
+            raise PrerequisitesMissingError(missing)
         with _invalid_config():
-            _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
+            _ = datamodule.real  # a data set that loads but cannot be split or read is refused here
         problem = (
             sample_count_problem(loop, datamodule)
             or sample_memory_problem(loop, config.filter, datamodule)
@@ -259,16 +288,36 @@ class SelfLoopCLI(LightningCLI):
                 # DDP starts ranks 1.. by re-running this command line: the explicit flag gives them
                 # rank 0's run directory instead of a version folder of their own.
                 sys.argv += [RUN_DIR_FLAG, str(run.path)]
-        SelfConsumingLoop(
-            loop,
-            ModuleSpec.from_config(model, ImageClassifier),
-            ModuleSpec.from_config(config.generator),
-            datamodule,
-            config.filter,
-            trainer_kwargs,
-            runner,
-            resume_command,
-        ).run()
+        previous_hook, threading.excepthook = threading.excepthook, _quiet_event_writer_errors
+        try:
+            SelfConsumingLoop(
+                loop,
+                ModuleSpec.from_config(model, ImageClassifier),
+                ModuleSpec.from_config(config.generator),
+                datamodule,
+                config.filter,
+                trainer_kwargs,
+                runner,
+                resume_command,
+            ).run()
+        except (OSError, RuntimeError) as err:
+            # A full disk inside a fit (event files, checkpoints) gets the line of every other failed write.
+            named = named_write_error(err, run.path)
+            if named is None:
+                raise
+            raise named from err
+        finally:
+            threading.excepthook = previous_hook
+
+
+def _data_module(config: Any) -> SelfLoopDataModule | None:
+    """The config's data module built alone (when another group failed to build), or ``None`` if it cannot be."""
+    data = config.get("data")
+    try:
+        module, _, name = data.class_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)(**vars(data.init_args))
+    except Exception:  # noqa: BLE001 - whatever it is, the data set is then checked once the rest is fixed
+        return None
 
 
 @contextmanager
@@ -305,3 +354,11 @@ def main(args: Any = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread prints a failed write as a traceback, then its next call re-raises it in the
+    main thread, which reports it in one line (``named_write_error``): the thread's print is left out."""
+    from_tensorboard = type(args.thread).__module__.startswith("tensorboard.")
+    if not (from_tensorboard and args.exc_value is not None and named_write_error(args.exc_value, ".")):
+        threading.__excepthook__(args)

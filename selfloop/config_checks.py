@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from selfloop.classifiers.backbones import Arch
+from selfloop.classifiers.pretrained import PRETRAINED_ARCHS, weights_problem
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.metrics.fid import inception_weights_problem
 from selfloop.run.atomic import format_bytes
 
 if TYPE_CHECKING:
@@ -182,6 +185,46 @@ def memory_limit() -> int:
         if value.isdigit():
             limit = min(limit, int(value))
     return limit
+
+
+def missing_prerequisites(config: Namespace, data: SelfLoopDataModule | None) -> list[str]:
+    """One message per file the run needs and does not have, each saying how to get it: the data set's files
+    (read by loading ``data``), the pretrained classifiers' ImageNet weights, the FID Inception weights and the
+    Stable Diffusion weights. Nothing is downloaded: a file that is not cached counts as missing where
+    downloading is off or its host cannot be reached. (The CLIP weights of the filter are looked for when the
+    filter is built.)
+
+    Args:
+        config: the parsed ``fit`` config.
+        data: the data module (``None``: not checked).
+    """
+    found: list[str] = []
+    if data is not None:
+        try:
+            _ = data.real
+        except (DatasetNotFoundError, CorruptDatasetError) as err:
+            found.append(str(err))
+    if config.get("model.pretrained"):
+        archs = config.get("loop.archs") or [config.get("model.arch")]
+        found += [str(err) for arch in archs if arch in PRETRAINED_ARCHS and (err := weights_problem(arch))]
+    inception = config.get("loop.fid_extractor") == "inception"
+    if inception and (err := inception_weights_problem(config.get("loop.fid_inception_weights"))) is not None:
+        found.append(str(err))
+    generator = _class(config.get("generator.class_path"))
+    if (
+        _is_subclass(generator, "selfloop.generators.stable_diffusion", "StableDiffusionLoRA")
+        and config.get("generator.init_args.weights", "pretrained") == "pretrained"
+    ):
+        from selfloop.generators.stable_diffusion import pretrained_weights_problem
+
+        init = config.get("generator.init_args")
+        err = pretrained_weights_problem(
+            init.get("pretrained_path", "weights/stable-diffusion-v1-5"),
+            bool(init.get("allow_download", False)),
+        )
+        if err is not None:
+            found.append(str(err))
+    return found
 
 
 def sample_count_problem(loop: LoopConfig, data: SelfLoopDataModule) -> str | None:

@@ -50,3 +50,26 @@ class MissingWeightsError(SelfLoopError, FileNotFoundError):
 
 class MissingRunFileError(SelfLoopError, FileNotFoundError):
     """A file of the run directory that a phase needs is missing or damaged and cannot be rebuilt."""
+
+
+class PrerequisitesMissingError(SelfLoopError, FileNotFoundError):
+    """Files a run needs before it starts (data, weights) are missing; every one is listed, with how to get it.
+
+    Args:
+        problems: one message per missing item.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            listed = " ".join(f"({i}) {p.rstrip('.')}." for i, p in enumerate(self.problems, start=1))
+            message = f"{len(self.problems)} things this run needs are missing: {listed}"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self) -> tuple[type, tuple[list[str]]]:
+        return type(self), (self.problems,)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfloop.cli import main
 from selfloop.config_checks import memory_limit
@@ -154,6 +155,12 @@ BAD_VALUES = {
         ["--loop.seed", "100000000000000000000"],
         "--loop.seed must be an integer in [0, 4294967295], got 100000000000000000000",
     ),
+    "devices-0": (
+        ["--trainer.devices", "0"],
+        "the trainer settings --trainer.accelerator auto --trainer.devices 0 --trainer.num_nodes 1 "
+        "--trainer.strategy auto cannot run here: `Trainer(devices='0')` value is not a valid input using cpu "
+        "accelerator.",
+    ),
     "too-few-samples-per-class": (
         ["--loop.samples_per_generation", "0.0001"],
         "--loop.samples_per_generation 0.0001 (a fraction of the 1,259 real training images) asks for 1 "
@@ -232,7 +239,7 @@ def test_run_without_its_manifest_is_refused_and_restoring_it_resumes(tiny_run_a
     manifest = run / "manifest.json"
     saved = manifest.read_bytes()
     manifest.unlink()
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
     result = _main(tiny_run_args(run, "--loop.generations", "1"))
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("selfloop: error:")]
@@ -242,7 +249,8 @@ def test_run_without_its_manifest_is_refused_and_restoring_it_resumes(tiny_run_a
         f"but no manifest.json, so what was done cannot be checked and would be redone: restore {manifest}, or "
         "pass another --loop.run_dir (or none for a new version folder)"
     )
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing redone or rewritten
+    # Nothing redone or rewritten (the lock file records the last holder).
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
     # The first way forward, followed: the restored manifest resumes the finished run as it was.
     manifest.write_bytes(saved)
     metrics = (run / "metrics.csv").read_bytes()
@@ -270,3 +278,15 @@ def test_altered_fid_statistics_are_recomputed_with_a_warning(tiny_run_args, fin
     # The recomputed statistics are the original ones: generation 2's FID is what an untouched run logs.
     assert (run / "metrics.csv").read_bytes() == (untouched / "metrics.csv").read_bytes()
     assert stats.read_bytes() == (untouched / "fid_real_stats.pt").read_bytes()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_accelerator_without_a_gpu_is_refused_before_any_work(
+    tiny_run_args, tmp_path, capsys, monkeypatch
+):
+    err = _refused(tiny_run_args(tmp_path / "run", "--trainer.accelerator", "gpu"), capsys, monkeypatch)
+    assert _error_lines(err) == [
+        "selfloop: error: the trainer settings --trainer.accelerator gpu --trainer.devices 1 --trainer.num_nodes 1 "
+        "--trainer.strategy auto cannot run here: No supported gpu backend found!"
+    ]
+    assert not (tmp_path / "run").exists()

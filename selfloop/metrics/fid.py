@@ -55,6 +55,22 @@ def default_inception_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
 
 
+def inception_weights_problem(weights_path: str | Path | None = None) -> MissingInceptionWeightsError | None:
+    """The error for a FID Inception weights file that is not there (``None`` when it is); nothing is loaded.
+
+    Args:
+        weights_path: the weights file (default: ``default_inception_weights_path()``).
+    """
+    path = Path(weights_path) if weights_path is not None else default_inception_weights_path()
+    if path.is_file():
+        return None
+    return MissingInceptionWeightsError(
+        f"FID Inception weights not found at {path}. Download {INCEPTION_WEIGHTS_URL} on a machine with "
+        f"internet and copy it to {path} (or pass its location as --loop.fid_inception_weights); "
+        f"torchmetrics/torch-fidelity look for {INCEPTION_WEIGHTS_FILE} in torch hub's checkpoints folder"
+    )
+
+
 class InceptionFeatures(nn.Module):
     """The standard 2048-d FID Inception-v3 pool features of uint8 images (grayscale repeated to RGB).
 
@@ -72,12 +88,9 @@ class InceptionFeatures(nn.Module):
         if resize not in ("tf1_bilinear", "antialias_bilinear"):
             raise ValueError(f"resize must be 'tf1_bilinear' or 'antialias_bilinear', got {resize!r}")
         path = Path(weights_path) if weights_path is not None else default_inception_weights_path()
-        if not path.is_file():
-            raise MissingInceptionWeightsError(
-                f"FID Inception weights not found at {path}. Download {INCEPTION_WEIGHTS_URL} on a machine with "
-                f"internet and copy it to {path} (or pass its location as the weights path); "
-                f"torchmetrics/torch-fidelity look for {INCEPTION_WEIGHTS_FILE} in torch hub's checkpoints folder"
-            )
+        missing = inception_weights_problem(path)
+        if missing is not None:
+            raise missing
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
             from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE

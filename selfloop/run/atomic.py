@@ -83,6 +83,24 @@ def write_errors_named(path: str | Path) -> Iterator[None]:
         raise RunWriteError(_message(Path(path), reason, code), path, code) from err
 
 
+def named_write_error(err: BaseException, fallback: str | Path) -> RunWriteError | None:
+    """A failure of the file system anywhere in a run (inside a fit: TensorBoard event files, checkpoints) as
+    the one-line ``RunWriteError`` of ``atomic_write``; ``None`` when ``err`` is not the file system's.
+
+    Args:
+        err: the exception (its causes and contexts are searched for an ``OSError`` with an errno).
+        fallback: the path named when the ``OSError`` names none (the run directory).
+    """
+    if isinstance(err, RunWriteError):
+        return err
+    os_error = _os_error_in(err)
+    if os_error is None or os_error.errno not in _SPACE | _PERMISSION | {errno.EIO}:
+        return None
+    path = Path(os.fsdecode(os_error.filename)) if os_error.filename is not None else Path(fallback)
+    reason = os_error.strerror or str(os_error)
+    return RunWriteError(_message(path, reason, os_error.errno), path, os_error.errno)
+
+
 def _os_error_in(err: BaseException) -> OSError | None:
     """The first ``OSError`` with an errno in ``err`` or its causes and contexts."""
     seen: set[int] = set()
