@@ -238,12 +238,12 @@ class SelfLoopCLI(LightningCLI):
     def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        # Every missing file (data, weights) at once, before a run directory exists.
-        missing = missing_prerequisites(self.config[self.subcommand], datamodule)
+        # Every missing file (data, weights) at once, before a run directory exists; a data set that loads
+        # but cannot be split as configured is refused here too.
+        with _invalid_config():
+            missing = missing_prerequisites(self.config[self.subcommand], datamodule)
         if missing:
             raise PrerequisitesMissingError(missing)
-        with _invalid_config():
-            _ = datamodule.real  # a data set that loads but cannot be split or read is refused here
         problem = (
             sample_count_problem(loop, datamodule)
             or sample_memory_problem(loop, config.filter, datamodule)

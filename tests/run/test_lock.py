@@ -109,6 +109,9 @@ def test_deleting_the_lock_file_mid_run_stops_the_holder_in_one_line(tmp_path):
         f"selfloop process may be writing {tmp_path}; stop every selfloop process on it (never delete .lock "
         "by hand) and rerun the same command to resume"
     )
+    # The hint, followed: once the other process is gone, the same run opens again where it was.
+    with open_run(run, {"loop.seed": 0}, "loop:\n  seed: 0\n", 0, 3) as resumed:
+        assert resumed.manifest.config == {"loop.seed": 0}
 
 
 def _tree(run: Path) -> dict[str, str]:
