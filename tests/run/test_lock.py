@@ -153,3 +153,20 @@ def test_two_runs_on_one_directory_one_runs_the_other_is_refused(tiny_run_args, 
     assert after == before  # the refused process wrote nothing, the manifest included
     assert first.returncode == 0, first_err[-3000:]
     assert "\n1,lenet," in (run / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_new_runs_under_one_root_take_two_version_folders(tmp_path):
+    from conftest import TINY_RUN
+
+    args = [sys.executable, "main.py", "fit", "--config", "configs/digits.yaml", *TINY_RUN,
+            "--loop.generations", "1", "--loop.root", str(tmp_path), "--loop.name", "digits"]  # fmt: skip
+    procs = [
+        subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [proc.communicate(timeout=900)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [e[-3000:] for e in errors]
+    runs = sorted(p.name for p in (tmp_path / "digits").iterdir())
+    assert runs == ["version_0", "version_1"]
+    assert all("\n1,lenet," in (tmp_path / "digits" / r / "metrics.csv").read_text() for r in runs)
