@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             (the subcommand's own statuses otherwise).
     """
     args, rest = _parser().parse_known_args(argv)
+    if args.command == "fit":
+        # Before the training stack's import (seconds): a pre-emption signal then is recorded, not fatal.
+        from selfloop.run import early_signals
+
+        early_signals.install()
     module = _module(args.command)
     if args.command == "fit":
         # From the real command line LightningCLI reads sys.argv itself ("fit" included): DDP

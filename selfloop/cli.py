@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
 import sys
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import lazy_instance
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
 from selfloop.config_checks import problems as config_problems
-from selfloop.config_checks import sample_memory_problem
 from selfloop.console import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.errors import NonFiniteLossError, RunInterrupted
+from selfloop.errors import (
+    InvalidConfigError,
+    MissingWeightsError,
+    PrerequisitesMissingError,
+    RunInterrupted,
+    SelfLoopError,
+)
 from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
@@ -27,14 +36,10 @@ from selfloop.generators.dcgan import ConditionalDCGAN
 from selfloop.loop import SelfConsumingLoop
 from selfloop.loop_config import LoopConfig
 from selfloop.module_spec import ModuleSpec
-from selfloop.run.atomic import RunWriteError, atomic_write_text
-from selfloop.run.compat import ConfigMismatchError, incompatible_changes, result_config
-from selfloop.run.layout import RunDirectory, RunDirectoryError
-from selfloop.run.lock import RunLock, RunLockedError
-from selfloop.run.manifest import Manifest, ManifestError
-from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.atomic import named_write_error
+from selfloop.run.compat import result_config
+from selfloop.run.opening import open_run, run_directory
 from selfloop.run.phases import PhaseRunner
-from selfloop.run.queue import ShardError, StackingQueue
 from selfloop.run.topology import Topology
 
 RUN_DIR_FLAG = "--loop.run_dir"
@@ -44,6 +49,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "log_every_n_steps": 10,
 }
 
+# The --trainer settings that decide where and in how many processes a fit runs.
+TOPOLOGY_FLAGS = ("accelerator", "devices", "num_nodes", "strategy")
 UNION_ERROR = "Does not validate against any of the Union subtypes"
 
 
@@ -210,17 +217,50 @@ class SelfLoopCLI(LightningCLI):
         if problems:
             self._parser(self.subcommand).error("; ".join(problems))
 
+    def instantiate_classes(self) -> None:
+        # A constructor's own check of its arguments (``ValueError``) is a config value that cannot work, and
+        # so is Lightning's refusal of the --trainer settings (no such accelerator here, invalid devices).
+        with _invalid_config():
+            try:
+                super().instantiate_classes()
+            except MissingWeightsError as err:
+                # The filter looks for its CLIP weights when it is built: the other prerequisites join it.
+                config = self.config[self.subcommand]
+                others = missing_prerequisites(config, _data_module(config))
+                raise PrerequisitesMissingError([*others, str(err)]) from err
+            except MisconfigurationException as err:
+                trainer = self.config[self.subcommand].get("trainer") or {}
+                settings = " ".join(f"--trainer.{k} {trainer.get(k)}" for k in TOPOLOGY_FLAGS)
+                raise InvalidConfigError(
+                    f"the trainer settings {settings} cannot run here: {one_line(str(err))}"
+                ) from err
+
     def fit(self, model: Any, datamodule: SelfLoopDataModule, **_: Any) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        run = RunDirectory(loop.run_dir) if loop.run_dir else RunDirectory.next_version(loop.root, loop.name)
-        _ = datamodule.real  # a missing or damaged data set fails here, before a run directory exists
-        too_big = sample_memory_problem(loop, config.filter, datamodule) or self._panel_workers_problem(loop)
-        if too_big:
-            self._parser(self.subcommand).error(too_big)
-        run.create()
-        with self._writer_lock(run):
-            self._run_loop(run, model, datamodule)
+        # Every missing file (data, weights) at once, before a run directory exists; a data set that loads
+        # but cannot be split as configured is refused here too.
+        with _invalid_config():
+            missing = missing_prerequisites(self.config[self.subcommand], datamodule)
+        if missing:
+            raise PrerequisitesMissingError(missing)
+        problem = (
+            sample_count_problem(loop, datamodule)
+            or sample_memory_problem(loop, config.filter, datamodule)
+            or self._panel_workers_problem(loop)
+        )
+        if problem:
+            self._parser(self.subcommand).error(problem)
+        run = run_directory(loop.run_dir, loop.root, loop.name)
+        parser = self._parser(self.subcommand)
+        with open_run(
+            run,
+            result_config(self.config[self.subcommand].as_dict()),
+            parser.dump(self.config[self.subcommand], skip_none=False),
+            loop.seed,
+            loop.kept_generations(),
+        ) as runner:
+            self._run_loop(runner, model, datamodule)
 
     def _panel_workers_problem(self, loop: LoopConfig) -> str | None:
         if loop.panel_workers == 1:
@@ -236,51 +276,10 @@ class SelfLoopCLI(LightningCLI):
     def _trainer_kwargs(self) -> dict[str, Any]:
         return dict(self._get(self.config_init, "trainer", default={}))
 
-    @staticmethod
-    def _writer_lock(run: RunDirectory) -> AbstractContextManager:
-        """The run directory's lock, for this process's global rank 0 only.
-
-        DDP starts ranks 1.. by re-running this command line on rank 0's run directory; they write
-        only after rank 0 decides, so the run's one lock is rank 0's (Lightning reads the global rank
-        from the launcher's environment when it is imported, before any Trainer exists).
-        """
-        return RunLock(run.path) if rank_zero_only.rank == 0 else nullcontext()
-
-    def _write_config(self, runner: PhaseRunner, resumed: bool) -> None:
-        """Write ``config.yaml`` for a new run; on resume, rewrite it only when it is missing or was edited
-        (from this command's config, which the manifest has just found compatible with the run's)."""
-        path = runner.run.config_file
-        if resumed and (runner.intact(path) or (path.is_file() and not runner.recorded(path))):
-            return  # intact, or written by a version that did not record its hash
-        if resumed:
-            rank_zero_warn(f"{path} is missing or was edited; rewrote it from this command's config")
-        parser = self._parser(self.subcommand)
-        atomic_write_text(path, parser.dump(self.config[self.subcommand], skip_none=False))
-        runner.record(path)
-
-    def _run_loop(self, run: RunDirectory, model: Any, datamodule: SelfLoopDataModule) -> None:
+    def _run_loop(self, runner: PhaseRunner, model: Any, datamodule: SelfLoopDataModule) -> None:
         config = self.config_init[self.subcommand]
         loop: LoopConfig = config.loop
-        current = result_config(self.config[self.subcommand].as_dict())
-        resumed = run.manifest_file.is_file()
-        if resumed:
-            manifest = Manifest.load(run.manifest_file)
-            changes = incompatible_changes(manifest.config, current)
-            if changes:
-                raise ConfigMismatchError(
-                    f"{run.path} holds a run with a different config, so it cannot be resumed: "
-                    + "; ".join(changes)
-                    + ". To start a new run, pass another --loop.run_dir (or none for a new version folder)"
-                )
-            rank_zero_info(f"[selfloop] resuming {run.path}: {len(manifest.completed)} phases already done")
-        else:
-            manifest = Manifest(seed=loop.seed, config=current, metrics=[])
-        queue = StackingQueue.from_state(run.queue_dir, loop.kept_generations(), manifest.queue)
-        runner = PhaseRunner(run, manifest, queue, MetricsLog(run.metrics_file, run.summary_dir, loop.seed))
-        if rank_zero_only.rank == 0:
-            self._write_config(runner, resumed)
-            runner.restore_metrics()
-            runner.save_manifest()
+        run = runner.run
         trainer_kwargs = self._trainer_kwargs()
         resume_command = shlex.join(["python", *sys.argv])
         if RUN_DIR_FLAG not in sys.argv:
@@ -289,31 +288,47 @@ class SelfLoopCLI(LightningCLI):
                 # DDP starts ranks 1.. by re-running this command line: the explicit flag gives them
                 # rank 0's run directory instead of a version folder of their own.
                 sys.argv += [RUN_DIR_FLAG, str(run.path)]
-        SelfConsumingLoop(
-            loop,
-            ModuleSpec.from_config(model, ImageClassifier),
-            ModuleSpec.from_config(config.generator),
-            datamodule,
-            config.filter,
-            trainer_kwargs,
-            runner,
-            resume_command,
-        ).run()
+        previous_hook, threading.excepthook = threading.excepthook, _quiet_event_writer_errors
+        try:
+            SelfConsumingLoop(
+                loop,
+                ModuleSpec.from_config(model, ImageClassifier),
+                ModuleSpec.from_config(config.generator),
+                datamodule,
+                config.filter,
+                trainer_kwargs,
+                runner,
+                resume_command,
+            ).run()
+        except (OSError, RuntimeError) as err:
+            # A full disk inside a fit (event files, checkpoints) gets the line of every other failed write.
+            named = named_write_error(err, run.path)
+            if named is None:
+                raise
+            raise named from err
+        finally:
+            threading.excepthook = previous_hook
 
 
-# Errors that describe a wrong config value, a missing or damaged file, or a diverged phase: the user
-# gets one line naming the flag or path; SELFLOOP_DEBUG=1 shows the traceback instead.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    RunDirectoryError,
-    ManifestError,
-    ShardError,
-    NonFiniteLossError,
-    ConfigMismatchError,
-    RunLockedError,
-    RunWriteError,
-)
+def _data_module(config: Any) -> SelfLoopDataModule | None:
+    """The config's data module built alone (when another group failed to build), or ``None`` if it cannot be."""
+    data = config.get("data")
+    try:
+        module, _, name = data.class_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)(**vars(data.init_args))
+    except Exception:  # noqa: BLE001 - whatever it is, the data set is then checked once the rest is fixed
+        return None
+
+
+@contextmanager
+def _invalid_config() -> Iterator[None]:
+    """Report a ``ValueError`` raised while the config is checked as the one-line ``InvalidConfigError``."""
+    try:
+        yield
+    except SelfLoopError:
+        raise
+    except ValueError as err:
+        raise InvalidConfigError(str(err)) from err
 
 
 def main(args: Any = None) -> None:
@@ -331,7 +346,7 @@ def main(args: Any = None) -> None:
     except ReviewPending as err:
         print(f"selfloop: {err}", file=sys.stderr)
         sys.exit(3)
-    except USER_ERRORS as err:
+    except SelfLoopError as err:
         if os.environ.get("SELFLOOP_DEBUG"):
             raise
         print(
@@ -339,3 +354,11 @@ def main(args: Any = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread prints a failed write as a traceback, then its next call re-raises it in the
+    main thread, which reports it in one line (``named_write_error``): the thread's print is left out."""
+    from_tensorboard = type(args.thread).__module__.startswith("tensorboard.")
+    if not (from_tensorboard and args.exc_value is not None and named_write_error(args.exc_value, ".")):
+        threading.__excepthook__(args)

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from selfloop.classifiers.backbones import Arch
+from selfloop.classifiers.pretrained import PRETRAINED_ARCHS, weights_problem
+from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.metrics.fid import inception_weights_problem
 from selfloop.run.atomic import format_bytes
 
 if TYPE_CHECKING:
@@ -32,9 +35,50 @@ IMAGE_SIZE_FLAG = "--data.init_args.image_size"
 CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
+# The largest base seed: numpy's seeds are 32-bit, and torch's generators overflow on larger ones.
+MAX_SEED = 2**32 - 1
+# Hyperparameters of the model and generator groups, by name, with the range each must lie in: the
+# optimisers and layers would refuse these only when the first fit builds them, after the run has started.
+_POSITIVE = ("lr",)
+_UNIT = ("dropout", "beta1", "beta2", "ema_decay", "momentum")
+_NON_NEGATIVE = ("weight_decay", "aux_weight", "guidance_scale")
+_COUNTS = ("width", "latent_dim", "rank", "alpha", "sample_steps", "sample_batch_size")
+
+
 def problems(config: Namespace) -> list[str]:
     """Messages naming each flag of the parsed ``fit`` config whose value cannot work (empty if none)."""
-    return [p for p in (_max_epochs(config), _panel(config), _image_size(config)) if p]
+    found = [p for p in (_max_epochs(config), _panel(config), _image_size(config), _seed(config)) if p]
+    for prefix, group in (
+        ("--model.", config.get("model")),
+        ("--generator.init_args.", config.get("generator.init_args")),
+    ):
+        found += _hyperparameters(prefix, group)
+    return found
+
+
+def _seed(config: Namespace) -> str | None:
+    seed = config.get("loop.seed")
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        return f"--loop.seed must be an integer in [0, {MAX_SEED}], got {seed}"
+    return None
+
+
+def _hyperparameters(prefix: str, group: Namespace | None) -> list[str]:
+    """Messages for each known hyperparameter of a group that lies outside its range."""
+    found = []
+    for name, value in (vars(group) if group is not None else {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        flag = f"{prefix}{name}"
+        if name in _POSITIVE and not (math.isfinite(value) and value > 0):
+            found.append(f"{flag} must be a finite number > 0, got {value}")
+        elif name in _UNIT and not 0 <= value < 1:
+            found.append(f"{flag} must be in [0, 1), got {value}")
+        elif name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+            found.append(f"{flag} must be a finite number >= 0, got {value}")
+        elif name in _COUNTS and not (isinstance(value, int) and value >= 1):
+            found.append(f"{flag} must be an integer >= 1, got {value}")
+    return found
 
 
 def _max_epochs(config: Namespace) -> str | None:
@@ -141,6 +185,63 @@ def memory_limit() -> int:
         if value.isdigit():
             limit = min(limit, int(value))
     return limit
+
+
+def missing_prerequisites(config: Namespace, data: SelfLoopDataModule | None) -> list[str]:
+    """One message per file the run needs and does not have, each saying how to get it: the data set's files
+    (read by loading ``data``), the pretrained classifiers' ImageNet weights, the FID Inception weights and the
+    Stable Diffusion weights. Nothing is downloaded: a file that is not cached counts as missing where
+    downloading is off or its host cannot be reached. (The CLIP weights of the filter are looked for when the
+    filter is built.)
+
+    Args:
+        config: the parsed ``fit`` config.
+        data: the data module (``None``: not checked).
+    """
+    found: list[str] = []
+    if data is not None:
+        try:
+            _ = data.real
+        except (DatasetNotFoundError, CorruptDatasetError) as err:
+            found.append(str(err))
+    if config.get("model.pretrained"):
+        archs = config.get("loop.archs") or [config.get("model.arch")]
+        found += [str(err) for arch in archs if arch in PRETRAINED_ARCHS and (err := weights_problem(arch))]
+    inception = config.get("loop.fid_extractor") == "inception"
+    if inception and (err := inception_weights_problem(config.get("loop.fid_inception_weights"))) is not None:
+        found.append(str(err))
+    generator = _class(config.get("generator.class_path"))
+    if (
+        _is_subclass(generator, "selfloop.generators.stable_diffusion", "StableDiffusionLoRA")
+        and config.get("generator.init_args.weights", "pretrained") == "pretrained"
+    ):
+        from selfloop.generators.stable_diffusion import pretrained_weights_problem
+
+        init = config.get("generator.init_args")
+        err = pretrained_weights_problem(
+            init.get("pretrained_path", "weights/stable-diffusion-v1-5"),
+            bool(init.get("allow_download", False)),
+        )
+        if err is not None:
+            found.append(str(err))
+    return found
+
+
+def sample_count_problem(loop: LoopConfig, data: SelfLoopDataModule) -> str | None:
+    """A message when ``--loop.samples_per_generation`` keeps fewer than 2 samples per class: the filter
+    ranks each class's candidates, and FID and the class fidelity need more than one sample."""
+    real_train = len(data.real.train)
+    count = loop.samples_count(real_train)
+    least = 2 * data.num_classes
+    if count >= least:
+        return None
+    value = loop.samples_per_generation
+    meaning = f" (a fraction of the {real_train:,} real training images)" if isinstance(value, float) else ""
+    return (
+        f"--loop.samples_per_generation {value}{meaning} asks for {count} sample(s) per generation, fewer than "
+        f"2 for each of the {data.num_classes} classes; give a count of at least {least} (int) or a fraction of "
+        f"at least {math.ceil(least / real_train * 10_000) / 10_000} (float)"
+    )
 
 
 def sample_memory_problem(

@@ -38,6 +38,7 @@ from selfloop.console import PhaseProgress, print_summary
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
+from selfloop.errors import MissingRunFileError
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
@@ -258,7 +259,16 @@ class SelfConsumingLoop:
         tracker = FidTracker(
             extractor, num_samples, self.config.seed, self.config.fid_extractor, device=self._topology.device
         )
-        tracker.set_real(real, cache_path=self.runner.run.fid_real_stats)
+        cache = self.runner.run.fid_real_stats
+        # Later generations' FID rests on this file: one that differs from its recorded hash is recomputed.
+        trusted = self.runner.intact(cache)
+        if cache.is_file() and self.runner.recorded(cache) and not trusted:
+            rank_zero_warn(
+                f"{cache} does not match the hash in {self.runner.run.manifest_file} (edited or damaged); "
+                "recomputed the real set's FID statistics from the real training set"
+            )
+        tracker.set_real(real, cache_path=cache, use_cache=trusted)
+        self.runner.record(cache)
         return FrechetDistance(tracker)
 
     def _controller(self, n: int) -> GenerationController:
@@ -310,7 +320,9 @@ class SelfConsumingLoop:
                 f"[selfloop] generation {n}/{self.config.generations} · generator · resuming after its fit"
             )
             strategy = self._topology.local_strategy()
-            controller.resume(strategy, self._load_generator(n).to(strategy.root_device))
+            controller.resume(
+                strategy, self._load_generator(n, f"sampling generation {n}").to(strategy.root_device)
+            )
             return
         self.runner.begin(phase)
         generator = self._fresh_generator()
@@ -337,9 +349,15 @@ class SelfConsumingLoop:
         generator.class_names = self.datamodule.class_names
         return generator
 
-    def _load_generator(self, n: int) -> ConditionalGenerator:
+    def _load_generator(self, n: int, purpose: str) -> ConditionalGenerator:
+        path = self.runner.run.generator_weights(n)
+        if not self.runner.intact(path):
+            raise MissingRunFileError(
+                f"generator weights {path} are missing or damaged, and {purpose} needs them. Restore the file, "
+                "or start a new run in another --loop.run_dir"
+            )
         generator = self._fresh_generator()
-        generator.load_generator_state(torch.load(self.runner.run.generator_weights(n), weights_only=True))
+        generator.load_generator_state(torch.load(path, weights_only=True))
         return generator
 
     def _repair_queue(self) -> None:
@@ -355,7 +373,10 @@ class SelfConsumingLoop:
             self._fit_judge()
             self._fit_subgroup_oracle()
             self._controller(shard.generation).rebuild_shard(
-                self._topology.local_strategy(), lambda g=shard.generation: self._load_generator(g)
+                self._topology.local_strategy(),
+                lambda g=shard.generation, p=path: self._load_generator(
+                    g, f"rebuilding the queue shard {p} (its saved candidates are missing or damaged too)"
+                ),
             )
 
     @functools.cached_property
@@ -436,7 +457,7 @@ class SelfConsumingLoop:
         needed = self.config.queued_generations(n)
         missing = sorted(set(needed) - set(self.runner.queue.generations))
         if missing:
-            raise FileNotFoundError(
+            raise MissingRunFileError(
                 f"classifier weights {path} are missing or damaged, and they cannot be retrained: generation "
                 f"{n}'s training data included the samples of generation(s) {missing}, which have left the queue "
                 "since. Restore the file, or start a new run in another --loop.run_dir"
@@ -446,13 +467,12 @@ class SelfConsumingLoop:
         )
 
     def _load_classifier(self, n: int, arch: str) -> ImageClassifier:
+        """f_n of ``arch``; lost or damaged weights are retrained first (or refused, see ``_check_retrainable``)."""
         path = self.runner.run.classifier_weights(n, arch)
-        if not self.runner.intact(path):
-            raise FileNotFoundError(
-                f"classifier weights {path} are missing or damaged; generation {n + 1} needs them. Delete the "
-                f"line '{Phase.classifier(n, arch).key}' from {self.runner.run.manifest_file} 'completed' and "
-                "rerun to retrain it"
-            )
+        fit = None if self.runner.intact(path) else self._classifier_fit(n, arch)
+        if fit is not None:
+            model, metrics, strategy = fit.run(before_fit=self.stop.check)
+            self._finish_classifier(n, arch, model.state_dict(), metrics, strategy)
         model = self.classifier.build(arch=arch)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfloop.cli import main
 from selfloop.config_checks import memory_limit
@@ -143,6 +144,29 @@ BAD_VALUES = {
         "got lenet5",
     ),
     "unknown-flag": (["--loop.colour", "red"], "unrecognized arguments: --loop.colour red"),
+    "negative-lr": (["--model.lr", "-1"], "--model.lr must be a finite number > 0, got -1.0"),
+    "dropout-above-1": (["--model.dropout", "1.5"], "--model.dropout must be in [0, 1), got 1.5"),
+    "generator-beta1-and-width": (
+        ["--generator.init_args.beta1", "1", "--generator.init_args.width", "0"],
+        "--generator.init_args.width must be an integer >= 1, got 0; "
+        "--generator.init_args.beta1 must be in [0, 1), got 1.0",
+    ),
+    "seed-beyond-64-bit": (
+        ["--loop.seed", "100000000000000000000"],
+        "--loop.seed must be an integer in [0, 4294967295], got 100000000000000000000",
+    ),
+    "devices-0": (
+        ["--trainer.devices", "0"],
+        "the trainer settings --trainer.accelerator auto --trainer.devices 0 --trainer.num_nodes 1 "
+        "--trainer.strategy auto cannot run here: `Trainer(devices='0')` value is not a valid input using cpu "
+        "accelerator.",
+    ),
+    "too-few-samples-per-class": (
+        ["--loop.samples_per_generation", "0.0001"],
+        "--loop.samples_per_generation 0.0001 (a fraction of the 1,259 real training images) asks for 1 "
+        "sample(s) per generation, fewer than 2 for each of the 10 classes; give a count of at least 20 (int) "
+        "or a fraction of at least 0.0159 (float)",
+    ),
 }  # fmt: skip
 
 
@@ -208,3 +232,61 @@ def test_yaml_syntax_error_names_the_file_line_and_column(tiny_run_args, tmp_pat
         "(while parsing a flow sequence)"
     ]
     assert "<unicode string>" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_run_without_its_manifest_is_refused_and_restoring_it_resumes(tiny_run_args, run):
+    manifest = run / "manifest.json"
+    saved = manifest.read_bytes()
+    manifest.unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    result = _main(tiny_run_args(run, "--loop.generations", "1"))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("selfloop: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert errors[0].startswith(f"selfloop: error: {run} holds results of a run (")
+    assert errors[0].endswith(
+        f"but no manifest.json, so what was done cannot be checked and would be redone: restore {manifest}, or "
+        "pass another --loop.run_dir (or none for a new version folder)"
+    )
+    # Nothing redone or rewritten (the lock file records the last holder).
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    # The first way forward, followed: the restored manifest resumes the finished run as it was.
+    manifest.write_bytes(saved)
+    metrics = (run / "metrics.csv").read_bytes()
+    result = _main(tiny_run_args(run, "--loop.generations", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "metrics.csv").read_bytes() == metrics
+
+
+@pytest.mark.slow
+def test_altered_fid_statistics_are_recomputed_with_a_warning(tiny_run_args, finished_run, run, tmp_path):
+    untouched = tmp_path / "untouched"
+    shutil.copytree(finished_run, untouched)
+    assert _main(tiny_run_args(untouched, "--loop.generations", "2")).returncode == 0
+    stats = run / "fid_real_stats.pt"
+    data = bytearray(stats.read_bytes())
+    data[-200:-100] = bytes(b ^ 0x55 for b in data[-200:-100])  # inside the stored tensors: still loads
+    stats.write_bytes(bytes(data))
+    result = _main(tiny_run_args(run, "--loop.generations", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if str(stats) in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        f"{stats} does not match the hash in {run / 'manifest.json'} (edited or damaged); recomputed the real "
+        "set's FID statistics from the real training set"
+    )
+    # The recomputed statistics are the original ones: generation 2's FID is what an untouched run logs.
+    assert (run / "metrics.csv").read_bytes() == (untouched / "metrics.csv").read_bytes()
+    assert stats.read_bytes() == (untouched / "fid_real_stats.pt").read_bytes()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_accelerator_without_a_gpu_is_refused_before_any_work(
+    tiny_run_args, tmp_path, capsys, monkeypatch
+):
+    err = _refused(tiny_run_args(tmp_path / "run", "--trainer.accelerator", "gpu"), capsys, monkeypatch)
+    assert _error_lines(err) == [
+        "selfloop: error: the trainer settings --trainer.accelerator gpu --trainer.devices 1 --trainer.num_nodes 1 "
+        "--trainer.strategy auto cannot run here: No supported gpu backend found!"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -98,15 +98,16 @@ def test_offline_without_clip_weights_a_paper_run_stops_first_in_one_line(tmp_pa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     run = tmp_path / "run"
-    # No MNIST under the data root either: the CLIP check comes before any data is read.
+    # No MNIST under the data root either: both are named in the one line, the data first.
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(CONFIGS / "colored_mnist_unbiased.yaml"),
               "--data.init_args.root", str(tmp_path / "data"), "--loop.run_dir", str(run)])  # fmt: skip
     assert info.value.code == 2
     first, *rest = capsys.readouterr().err.splitlines()
     assert first.startswith(
-        "selfloop: error: CLIP weights for model_name 'ViT-B-32-quickgelu', pretrained_tag 'openai'"
+        f"selfloop: error: 2 things this run needs are missing: (1) MNIST not found under --data.root {tmp_path / 'data'}"
     )
+    assert "(2) CLIP weights for model_name 'ViT-B-32-quickgelu', pretrained_tag 'openai'" in first
     assert UNCERTAINTY_ONLY_FLAG in first
     assert rest == ["(set SELFLOOP_DEBUG=1 to see the traceback)"]
     assert not run.exists()

@@ -82,7 +82,7 @@ def test_lost_classifier_whose_data_left_the_queue_is_refused(finished, tmp_path
     assert after == before
 
 
-@pytest.mark.parametrize("damage", ["edited", "deleted"])
+@pytest.mark.parametrize("damage", ["edited", "deleted", "binary"])
 def test_metrics_csv_is_rebuilt_from_the_manifest(finished, tmp_path, monkeypatch, damage):
     monkeypatch.chdir(ROOT)
     run, args = _copy(finished, "3", tmp_path)
@@ -93,6 +93,8 @@ def test_metrics_csv_is_rebuilt_from_the_manifest(finished, tmp_path, monkeypatc
         generation, arch, seed, metric, _ = lines[1].rstrip("\n").split(",")
         lines[1] = f"{generation},{arch},{seed},{metric},0.5\n"
         metrics.write_text("".join(lines))
+    elif damage == "binary":
+        metrics.write_bytes(b"\x89\xf6\x00garbage" * 100)
     else:
         metrics.unlink()
     with pytest.warns(UserWarning, match="metrics.csv is missing or differs from the rows"):
@@ -110,3 +112,47 @@ def test_missing_config_yaml_is_rewritten(finished, tmp_path, monkeypatch):
     rewritten = (run / "config.yaml").read_text()
     # The same config, but for the run directory (the copy's own path).
     assert rewritten == original.replace(str(finished["3"][0]), str(run))
+
+
+def test_damaged_shard_whose_sources_are_gone_is_refused_naming_them(finished, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    run, args = _copy(finished, "3", tmp_path)
+    shard = run / "queue" / "gen_002.pt"
+    shard.write_bytes(shard.read_bytes()[:100])
+    (run / "generations" / "gen_002" / "candidates.pt").unlink()
+    (run / "generations" / "gen_002" / "generator.pt").unlink()
+    before = _hashes(run)
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("selfloop: error:")]
+    assert errors == [
+        f"selfloop: error: generator weights {run / 'generations' / 'gen_002' / 'generator.pt'} are missing or "
+        f"damaged, and rebuilding the queue shard {shard} (its saved candidates are missing or damaged too) needs "
+        "them. Restore the file, or start a new run in another --loop.run_dir"
+    ]
+    assert "Traceback" not in err and _hashes(run) == before
+
+
+def test_damaged_shard_and_damaged_scorer_classifier_are_both_rebuilt(finished, tmp_path, monkeypatch):
+    # Rebuilding generation 2's shard needs f_1 (the filter's scorer): it is retrained first, on generation
+    # 1's own data, and both files come back as they were (the old hint to edit the manifest never worked).
+    monkeypatch.chdir(ROOT)
+    run, args = _copy(finished, "3", tmp_path)
+    before = _hashes(run)
+    shard, weights = run / "queue" / "gen_002.pt", run / "classifiers" / "gen_001" / "lenet.pt"
+    shard.write_bytes(shard.read_bytes()[:100])
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.warns(UserWarning) as caught:
+        main(args)
+    messages = [str(w.message) for w in caught if str(run) in str(w.message)]
+    assert any(m.startswith(f"queue shard {shard} is missing or damaged") for m in messages)
+    assert (
+        f"classifier weights {weights} are missing or damaged; retraining them on generation 1's data"
+        in messages
+    )
+    after = _hashes(run)
+    assert after["queue/gen_002.pt"] == before["queue/gen_002.pt"]
+    assert after["classifiers/gen_001/lenet.pt"] == before["classifiers/gen_001/lenet.pt"]
+    assert (run / "metrics.csv").read_bytes() == (finished["3"][0] / "metrics.csv").read_bytes()

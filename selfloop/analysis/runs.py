@@ -27,7 +27,9 @@ import numpy as np
 import yaml
 
 from selfloop.catalogue import GENERATOR_ARCH
+from selfloop.errors import SelfLoopError
 from selfloop.run.compat import HARMLESS_KEYS, flatten
+from selfloop.run.manifest import Manifest, ManifestError
 from selfloop.run.phases import Phase
 
 # Dotted config keys that do not define an experiment (a key names its subtree too: ``config`` drops every
@@ -47,7 +49,7 @@ IGNORED_KEYS: tuple[str, ...] = (
 METRICS_COLUMNS = ("generation", "arch", "seed", "metric", "value")
 
 
-class RunLoadError(ValueError):
+class RunLoadError(SelfLoopError, ValueError):
     """A path is not a readable run directory; the message names the path and what is wrong."""
 
 
@@ -224,25 +226,39 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_run(path: str | Path, ignored: Sequence[str] = IGNORED_KEYS) -> Run:
-    """Read one run directory.
+    """Read one run directory, checked against its manifest.
+
+    ``config.yaml`` must match the hash the manifest recorded. The metrics are the rows the manifest recorded
+    as of the run's last finished phase: a ``metrics.csv`` that differs from them (edited, truncated, binary,
+    header only) is named in a warning and the recorded rows are read instead. Without recorded rows (runs
+    of older versions), ``metrics.csv`` is read as it is, and an infinite value is refused naming its line.
 
     Args:
         path: the run directory.
         ignored: config keys left out of the group key (see ``IGNORED_KEYS``).
 
     Raises:
-        RunLoadError: naming the path and the file that is missing or malformed.
+        RunLoadError: naming the path and the file that is missing, malformed or not what the manifest recorded.
     """
     path = Path(path)
     if not path.is_dir():
         raise RunLoadError(f"{path}: no such run directory")
     config = _read_config(path / "config.yaml")
     metrics_file = path / "metrics.csv"
-    if not metrics_file.is_file():
-        raise RunLoadError(f"{path}: not a run directory with results (no metrics.csv)")
-    metrics, csv_seeds = _read_metrics(metrics_file)
     manifest_file = path / "manifest.json"
-    completed = _read_completed(manifest_file) if manifest_file.is_file() else []
+    manifest = _read_manifest(manifest_file) if manifest_file.is_file() else None
+    if manifest is not None:
+        _check_recorded_hash(path / "config.yaml", manifest, manifest_file)
+    if manifest is not None and manifest.metrics is not None:
+        metrics, csv_seeds = _recorded_metrics(metrics_file, manifest.metrics, manifest_file)
+    elif metrics_file.is_file():
+        rows = _read_metric_rows(metrics_file)
+        metrics, csv_seeds = _parse_metric_rows(
+            [(f"{metrics_file}, line {i + 2}", r) for i, r in enumerate(rows)]
+        )
+    else:
+        raise RunLoadError(f"{path}: not a run directory with results (no metrics.csv)")
+    completed = list(manifest.completed) if manifest is not None else []
 
     seed = (config.get("loop") or {}).get("seed")
     if not isinstance(seed, int):
@@ -401,42 +417,101 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunLoadError(f"{path.parent}: not a run directory (no config.yaml)")
     try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise RunLoadError(f"{path}: cannot read the config ({err})") from None
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = (
+            f"not UTF-8 text: {err.reason} at byte {err.start}"
+            if isinstance(err, UnicodeDecodeError)
+            else err
+        )
+        raise RunLoadError(f"{path}: cannot read the config ({reason})") from None
     if not isinstance(config, dict):
         raise RunLoadError(f"{path}: not a config (expected a YAML mapping)")
     return config
 
 
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.load(path)
+    except ManifestError as err:
+        raise RunLoadError(str(err)) from None
+
+
 def _read_completed(path: Path) -> list[str]:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise RunLoadError(f"{path}: cannot read the manifest ({err})") from None
-    completed = raw.get("completed") if isinstance(raw, dict) else None
-    if not isinstance(completed, list):
-        raise RunLoadError(f"{path}: not a run manifest (no 'completed' list)")
-    return [str(k) for k in completed]
+    return list(_read_manifest(path).completed)
 
 
-def _read_metrics(path: Path) -> tuple[dict[tuple[int, str, str], float], set[int]]:
-    metrics: dict[tuple[int, str, str], float] = {}
-    seeds: set[int] = set()
+def _check_recorded_hash(path: Path, manifest: Manifest, manifest_file: Path) -> None:
+    recorded = manifest.files.get(path.name)
+    if recorded is None:
+        return  # written by a version that did not record its hash
+    if not path.is_file() or _sha256(path) != recorded:
+        raise RunLoadError(
+            f"{path}: does not match the hash in {manifest_file} (edited or damaged); rerun the run's command "
+            "with the same --loop.run_dir to rewrite it, then report again"
+        )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _recorded_metrics(
+    path: Path, recorded: list[dict[str, str]], manifest_file: Path
+) -> tuple[dict[tuple[int, str, str], float], set[int]]:
+    """The metrics the manifest recorded; a ``metrics.csv`` that differs from them is named in a warning.
+
+    Rows after the recorded ones belong to a phase that was cut short (a resume redoes it): not read.
+    """
     try:
-        with open(path, newline="") as handle:
+        rows = _read_metric_rows(path) if path.is_file() else None
+    except RunLoadError:
+        rows = None
+    if rows is None or rows[: len(recorded)] != recorded:
+        warnings.warn(
+            f"{path} is missing or differs from the {len(recorded)} rows {manifest_file} recorded (edited, "
+            "truncated or damaged); read the recorded rows instead (a resume of the run rewrites the file)",
+            stacklevel=3,
+        )
+    return _parse_metric_rows([(f"{manifest_file}, recorded row {i + 1}", r) for i, r in enumerate(recorded)])
+
+
+def _read_metric_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             missing = set(METRICS_COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise RunLoadError(f"{path}: not a metrics table (missing columns {sorted(missing)})")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    key = (int(row["generation"]), row["arch"], row["metric"])
-                    value = float(row["value"]) if row["value"] not in ("", None) else math.nan
-                    seeds.add(int(row["seed"]))
-                except (TypeError, ValueError):
-                    raise RunLoadError(f"{path}, line {line}: malformed row {dict(row)}") from None
-                metrics[key] = value  # a later row for the same key replaces the earlier, as the writer does
+            return list(reader)
+    except UnicodeDecodeError as err:
+        raise RunLoadError(
+            f"{path}: not a metrics table (not UTF-8 text: {err.reason} at byte {err.start})"
+        ) from None
+    except csv.Error as err:
+        raise RunLoadError(f"{path}: not a metrics table ({err})") from None
     except OSError as err:
         raise RunLoadError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _parse_metric_rows(
+    rows: list[tuple[str, dict[str, str]]],
+) -> tuple[dict[tuple[int, str, str], float], set[int]]:
+    """Values by (generation, arch, metric) and the seeds of ``(where, row)`` pairs (``where`` names the file
+    and line); NaN (an empty subgroup) is kept, an infinite value is refused."""
+    metrics: dict[tuple[int, str, str], float] = {}
+    seeds: set[int] = set()
+    for where, row in rows:
+        try:
+            key = (int(row["generation"]), row["arch"], row["metric"])
+            value = float(row["value"]) if row["value"] not in ("", None) else math.nan
+            seeds.add(int(row["seed"]))
+        except (KeyError, TypeError, ValueError):
+            raise RunLoadError(f"{where}: malformed row {dict(row)}") from None
+        if math.isinf(value):
+            raise RunLoadError(
+                f"{where}: {row['metric']} of {row['arch']} in generation {row['generation']} is {value}, not a "
+                "finite number (the loop never writes one): restore the file or leave the run out"
+            )
+        metrics[key] = value  # a later row for the same key replaces the earlier, as the writer does
     return metrics, seeds

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import timm
 import torch
 import torchvision
 from torch import nn
@@ -261,6 +260,8 @@ def _deit_patch_size(image_size: int) -> int:
 
 
 def _build_deit_s(num_classes: int, in_channels: int, image_size: int, dropout: float) -> nn.Module:
+    import timm  # only a DeiT needs it: the command line starts without it
+
     return timm.create_model(
         "deit_small_patch16_224",
         pretrained=False,

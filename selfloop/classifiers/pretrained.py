@@ -20,13 +20,12 @@ from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlparse
 
-import timm
 import torch
 import torchvision
 from torch import nn
 
-from selfloop.errors import MissingWeightsError
-from selfloop.offline import downloads_allowed_by_env
+from selfloop.errors import MissingWeightsError, SelfLoopError
+from selfloop.offline import download_blocker, downloads_allowed_by_env
 
 __all__ = [
     "DEIT_S_URL",
@@ -37,6 +36,7 @@ __all__ = [
     "MissingWeightsError",
     "expected_weights_path",
     "load_pretrained",
+    "weights_problem",
     "weights_url",
 ]
 
@@ -58,7 +58,7 @@ DEIT_S_TIMM_NAME = "deit_small_patch16_224"
 DEIT_S_URL = "https://dl.fbaipublicfiles.com/deit/deit_small_patch16_224-cd65a155.pth"
 
 
-class CorruptWeightsError(RuntimeError):
+class CorruptWeightsError(SelfLoopError, RuntimeError):
     """A cached weights file exists but cannot be loaded (truncated, corrupt or wrong checkpoint).
 
     Args:
@@ -153,6 +153,22 @@ def _corrupt(arch: str, path: Path, url: str, exc: BaseException) -> CorruptWeig
     )
 
 
+def weights_problem(arch: str, allow_download: bool | None = None) -> MissingWeightsError | None:
+    """The error ``load_pretrained`` would raise for a weights file that is neither cached nor downloadable
+    now (downloading off, or its host unreachable), found without loading anything; ``None`` otherwise."""
+    if allow_download is None:
+        allow_download = downloads_allowed_by_env()
+    path, url = expected_weights_path(arch), weights_url(arch)
+    if path.is_file():
+        return None
+    blocked = download_blocker(url, allow_download)
+    return (
+        None
+        if blocked is None
+        else _missing(arch, path, url, f"the file is not in the torch hub cache, and {blocked}")
+    )
+
+
 def load_pretrained(
     arch: str,
     allow_download: bool | None = None,
@@ -187,10 +203,10 @@ def load_pretrained(
     _check_arch(arch)
     if allow_download is None:
         allow_download = downloads_allowed_by_env()
-    path = expected_weights_path(arch)
-    url = weights_url(arch)
-    if not path.is_file() and not allow_download:
-        raise _missing(arch, path, url, "the file is not in the torch hub cache and downloading is disabled")
+    problem = weights_problem(arch, allow_download)
+    if problem is not None:
+        raise problem
+    path, url = expected_weights_path(arch), weights_url(arch)
     if arch == "deit_s":
         return _load_deit_s(path, url, num_classes=num_classes, dropout=dropout)
     return _load_torchvision(arch, path, url, num_classes=num_classes, dropout=dropout)
@@ -246,6 +262,8 @@ def _load_deit_s(path: Path, url: str, *, num_classes: int | None, dropout: floa
         kwargs["num_classes"] = num_classes
     if dropout is not None:
         kwargs["drop_rate"] = dropout
+    import timm  # only a DeiT needs it: the command line starts without it
+
     try:
         return timm.create_model(
             DEIT_S_TIMM_NAME, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs

@@ -1,19 +1,21 @@
 """Errors of the data sets.
 
-All subclass an exception the CLI already reports as a one-line user error
-(``FileNotFoundError`` and ``ValueError``, see ``selfloop.cli.USER_ERRORS``).
+All are ``SelfLoopError``s (one line from the command line) and keep the built-in base
+(``FileNotFoundError``, ``ValueError``) that callers catch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from selfloop.errors import SelfLoopError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(SelfLoopError, FileNotFoundError):
     """A data set's files are missing; the message names the path and how to obtain them."""
 
 
-class CorruptDatasetError(ValueError):
+class CorruptDatasetError(SelfLoopError, ValueError):
     """A data set file exists but cannot be read (truncated, corrupt, or not the expected format).
 
     Args:

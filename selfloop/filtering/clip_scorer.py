@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from selfloop.errors import MissingWeightsError
 from selfloop.filtering.scorers import Scorer, ScoringContext
-from selfloop.offline import downloads_allowed_by_env
+from selfloop.offline import download_blocker, downloads_allowed_by_env
 
 UNCERTAINTY_ONLY_FLAG = "--filter.scorers '[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]'"
 """The command-line flag that replaces the configured scorers by the previous classifier's uncertainty."""
@@ -189,10 +189,9 @@ class ClipScorer(Scorer):
         if cached is not None:
             return cached  # no network at all once the weights are cached
         source, url = _weights_source(cfg)
-        if not self.allow_download:
-            raise self._missing(
-                source, url, "not in the cache, and downloading is off (HF_HUB_OFFLINE / SELFLOOP_OFFLINE)"
-            )
+        blocked = download_blocker(url, self.allow_download)
+        if blocked is not None:
+            raise self._missing(source, url, f"not in the cache, and {blocked}")
         from open_clip.pretrained import download_pretrained
 
         try:

@@ -26,12 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from selfloop.errors import SelfLoopError
 from selfloop.filtering.sample_filter import FilterResult
 from selfloop.run.atomic import atomic_write_bytes, atomic_write_text
 
 REVIEW_FILE = "review.csv"
 REVIEW_COLUMNS = ("id", "label", "class_name", "score", "keep")
 _KEEP_VALUES = {"0": False, "1": True}
+
+
+class ReviewFileError(SelfLoopError, ValueError):
+    """A human review file (``review.csv``) cannot be applied; the message names the file and the line."""
 
 
 class ReviewPending(Exception):
@@ -176,17 +181,19 @@ def read_review(folder: str | Path, n: int) -> Tensor:
     """
     path = Path(folder) / REVIEW_FILE
     if not path.is_file():
-        raise ValueError(f"{path}: review file not found; it is written by the filter's review export")
+        raise ReviewFileError(f"{path}: review file not found; it is written by the filter's review export")
     try:
         # utf-8-sig: spreadsheets often save a byte-order mark in front of the header.
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the review file ({error}); save it as UTF-8 CSV") from error
+        raise ReviewFileError(
+            f"{path}: cannot read the review file ({error}); save it as UTF-8 CSV"
+        ) from error
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [col for col in ("id", "keep") if col not in header]
     if missing:
-        raise ValueError(
+        raise ReviewFileError(
             f"{path}: line 1 (header) lacks the column(s) {', '.join(missing)}; expected {', '.join(REVIEW_COLUMNS)}"
         )
     reader.fieldnames = header
@@ -199,25 +206,27 @@ def read_review(folder: str | Path, n: int) -> Tensor:
         try:
             candidate = int(raw_id)
         except ValueError:
-            raise ValueError(
+            raise ReviewFileError(
                 f"{path}: line {line}: id {raw_id!r} is not an integer; ids are 0..{n - 1}"
             ) from None
         if not 0 <= candidate < n:
-            raise ValueError(f"{path}: line {line}: id {candidate} is out of range; ids are 0..{n - 1}")
+            raise ReviewFileError(f"{path}: line {line}: id {candidate} is out of range; ids are 0..{n - 1}")
         if candidate in decisions:
-            raise ValueError(
+            raise ReviewFileError(
                 f"{path}: line {line}: id {candidate} appears twice; each id 0..{n - 1} exactly once"
             )
         raw_keep = (row.get("keep") or "").strip()
         if raw_keep not in _KEEP_VALUES:
-            raise ValueError(
+            raise ReviewFileError(
                 f"{path}: line {line} (id {candidate}): keep is {raw_keep!r}; allowed: 1 (keep) or 0 (drop)"
             )
         decisions[candidate] = _KEEP_VALUES[raw_keep]
     if len(decisions) != n:
         absent = [i for i in range(n) if i not in decisions]
         shown = ", ".join(map(str, absent[:10])) + (", ..." if len(absent) > 10 else "")
-        raise ValueError(f"{path}: {len(absent)} id(s) missing: {shown}; every id 0..{n - 1} needs a row")
+        raise ReviewFileError(
+            f"{path}: {len(absent)} id(s) missing: {shown}; every id 0..{n - 1} needs a row"
+        )
     keep = torch.zeros(n, dtype=torch.bool)
     for candidate, value in decisions.items():
         keep[candidate] = value

@@ -444,6 +444,16 @@ def _shown(path: Path) -> str:
     return str(path) if path.is_absolute() else f"{path} (= {path.absolute()})"
 
 
+def pretrained_weights_problem(pretrained_path: str, allow_download: bool) -> MissingWeightsError | None:
+    """The error building the generator would raise for Stable Diffusion weights that are not there (``None``
+    when they are, or may be downloaded); nothing is loaded."""
+    try:
+        _resolve_pretrained(pretrained_path, allow_download)
+    except MissingWeightsError as err:
+        return err
+    return None
+
+
 def _resolve_pretrained(path: str, allow_download: bool) -> str:
     """The local folder to load from, or with ``allow_download`` a Hub id."""
     folder = Path(os.path.expanduser(path))

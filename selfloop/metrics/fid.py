@@ -27,6 +27,7 @@ import copy
 import csv
 import io
 import math
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from selfloop.errors import SelfLoopError
 from selfloop.run.atomic import atomic_torch_save, atomic_write_text
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -44,13 +46,29 @@ _REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num
 _CACHE_FORMAT = 1
 
 
-class MissingInceptionWeightsError(FileNotFoundError):
+class MissingInceptionWeightsError(SelfLoopError, FileNotFoundError):
     """The FID Inception weights file is not where it was expected."""
 
 
 def default_inception_weights_path() -> Path:
     """Where torch-fidelity caches the FID Inception weights: ``<torch hub dir>/checkpoints/<file>``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+
+
+def inception_weights_problem(weights_path: str | Path | None = None) -> MissingInceptionWeightsError | None:
+    """The error for a FID Inception weights file that is not there (``None`` when it is); nothing is loaded.
+
+    Args:
+        weights_path: the weights file (default: ``default_inception_weights_path()``).
+    """
+    path = Path(weights_path) if weights_path is not None else default_inception_weights_path()
+    if path.is_file():
+        return None
+    return MissingInceptionWeightsError(
+        f"FID Inception weights not found at {path}. Download {INCEPTION_WEIGHTS_URL} on a machine with "
+        f"internet and copy it to {path} (or pass its location as --loop.fid_inception_weights); "
+        f"torchmetrics/torch-fidelity look for {INCEPTION_WEIGHTS_FILE} in torch hub's checkpoints folder"
+    )
 
 
 class InceptionFeatures(nn.Module):
@@ -70,12 +88,9 @@ class InceptionFeatures(nn.Module):
         if resize not in ("tf1_bilinear", "antialias_bilinear"):
             raise ValueError(f"resize must be 'tf1_bilinear' or 'antialias_bilinear', got {resize!r}")
         path = Path(weights_path) if weights_path is not None else default_inception_weights_path()
-        if not path.is_file():
-            raise MissingInceptionWeightsError(
-                f"FID Inception weights not found at {path}. Download {INCEPTION_WEIGHTS_URL} on a machine with "
-                f"internet and copy it to {path} (or pass its location as the weights path); "
-                f"torchmetrics/torch-fidelity look for {INCEPTION_WEIGHTS_FILE} in torch hub's checkpoints folder"
-            )
+        missing = inception_weights_problem(path)
+        if missing is not None:
+            raise missing
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
             from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
@@ -238,7 +253,7 @@ class FidTracker:
             "image_shape": list(image_shape),
         }
 
-    def set_real(self, images: Tensor, cache_path: str | Path | None = None) -> None:
+    def set_real(self, images: Tensor, cache_path: str | Path | None = None, use_cache: bool = True) -> None:
         """Compute (or load) the real set's feature statistics from N of its images.
 
         Args:
@@ -246,12 +261,17 @@ class FidTracker:
             cache_path: a file for the statistics: loaded if it exists and was made with the same
                 settings (``describe()``, number and shape of real images), else computed and written
                 atomically. A file made with other settings is recomputed and overwritten.
+            use_cache: ``False`` recomputes and overwrites the file whatever it holds (the caller found
+                it untrustworthy, e.g. not matching its recorded hash).
         """
         meta = self._cache_meta(len(images), tuple(images.shape[1:]))
         path = Path(cache_path) if cache_path is not None else None
-        if path is not None and path.is_file():
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-            if cached.get("meta") == meta:
+        if path is not None and use_cache and path.is_file():
+            try:
+                cached = torch.load(path, map_location="cpu", weights_only=True)
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+                cached = {}  # unreadable: recomputed like a file made with other settings
+            if isinstance(cached, dict) and cached.get("meta") == meta:
                 for name in _REAL_STATES:
                     setattr(self.metric, name, cached[name].to(self.device))
                 self._has_real = True

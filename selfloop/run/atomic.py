@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,14 +24,19 @@ from typing import Any, BinaryIO
 
 import torch
 
+from selfloop.errors import SelfLoopError
+
 # What torch.save raises when the file object under its zip writer fails (the OSError is only in
 # the exception's context, if at all).
 _TORCH_WRITE_FAILURES = ("inline_container.cc", "unexpected pos", "file write failed")
+# ``atomic_write``'s temporary files: ``.<target name>.<mkstemp's random part>.tmp``.
+_TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 _SPACE = {errno.ENOSPC, errno.EDQUOT}
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-class RunWriteError(OSError):
+class RunWriteError(SelfLoopError, OSError):
     """A run's file could not be written (disk full, permissions, I/O error).
 
     The file being written is left as it was (the bytes went to a temporary file, now removed), so
@@ -75,6 +81,24 @@ def write_errors_named(path: str | Path) -> Iterator[None]:
         code = os_error.errno if os_error is not None else None
         reason = (os_error.strerror or str(os_error)) if os_error is not None else f"write failed ({err})"
         raise RunWriteError(_message(Path(path), reason, code), path, code) from err
+
+
+def named_write_error(err: BaseException, fallback: str | Path) -> RunWriteError | None:
+    """A failure of the file system anywhere in a run (inside a fit: TensorBoard event files, checkpoints) as
+    the one-line ``RunWriteError`` of ``atomic_write``; ``None`` when ``err`` is not the file system's.
+
+    Args:
+        err: the exception (its causes and contexts are searched for an ``OSError`` with an errno).
+        fallback: the path named when the ``OSError`` names none (the run directory).
+    """
+    if isinstance(err, RunWriteError):
+        return err
+    os_error = _os_error_in(err)
+    if os_error is None or os_error.errno not in _SPACE | _PERMISSION | {errno.EIO}:
+        return None
+    path = Path(os.fsdecode(os_error.filename)) if os_error.filename is not None else Path(fallback)
+    reason = os_error.strerror or str(os_error)
+    return RunWriteError(_message(path, reason, os_error.errno), path, os_error.errno)
 
 
 def _os_error_in(err: BaseException) -> OSError | None:
@@ -135,7 +159,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     with write_errors_named(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
         try:
             # mkstemp creates 0600 files; give the result the permissions a plain open() would.
             os.fchmod(fd, 0o666 & ~_umask())
@@ -188,6 +212,19 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` to ``path`` atomically."""
     atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_write`` leaves when its process is killed before the rename.
+
+    Call only while no process writes ``folder`` (its run lock held). Returns the files removed.
+    """
+    stale = [
+        p for p in Path(folder).rglob(f"*{_TEMP_SUFFIX}") if _TEMP_NAME.fullmatch(p.name) and p.is_file()
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def sha256_file(path: str | Path) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from selfloop.errors import SelfLoopError
 
-class ConfigMismatchError(ValueError):
+
+class ConfigMismatchError(SelfLoopError, ValueError):
     """A run directory is resumed with a config that would change its results."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from selfloop.errors import SelfLoopError
 
-class RunDirectoryError(RuntimeError):
+
+class RunDirectoryError(SelfLoopError, RuntimeError):
     """The run directory cannot be created or written."""
 
 
@@ -38,15 +40,29 @@ class RunDirectory:
         self.path = Path(path)
 
     @staticmethod
-    def next_version(root: str | Path, name: str) -> RunDirectory:
-        """``root/name/version_<k>`` with k one past the highest existing version."""
+    def claim_next_version(root: str | Path, name: str) -> RunDirectory:
+        """Create and return the next free ``root/name/version_<k>``.
+
+        The folder is claimed by creating it (``mkdir`` fails for all but one of several processes), so
+        two runs started at once under one root take ``version_k`` and ``version_k+1``.
+
+        Raises:
+            RunDirectoryError: naming the path when it cannot be created or written.
+        """
         parent = Path(root) / name
-        versions = [
-            int(m.group(1))
-            for p in (parent.iterdir() if parent.is_dir() else [])
-            if (m := re.fullmatch(r"version_(\d+)", p.name))
-        ]
-        return RunDirectory(parent / f"version_{max(versions, default=-1) + 1}")
+        version = _highest_version(parent) + 1
+        while True:
+            run = RunDirectory(parent / f"version_{version}")
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+                run.path.mkdir()
+            except FileExistsError:
+                version += 1
+                continue
+            except OSError as err:
+                raise run._unwritable(err) from None
+            run.create()
+            return run
 
     def create(self) -> None:
         """Create the directory and prove it is writable.
@@ -60,10 +76,13 @@ class RunDirectory:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            raise RunDirectoryError(
-                f"cannot write the run directory {self.path} ({err.strerror or err}); "
-                "choose a writable place with --loop.run_dir or --loop.root"
-            ) from None
+            raise self._unwritable(err) from None
+
+    def _unwritable(self, err: OSError) -> RunDirectoryError:
+        return RunDirectoryError(
+            f"cannot write the run directory {self.path} ({err.strerror or err}); "
+            "choose a writable place with --loop.run_dir or --loop.root"
+        )
 
     @property
     def config_file(self) -> Path:
@@ -125,3 +144,13 @@ class RunDirectory:
 
     def phase_log_dir(self) -> Path:
         return self.path / "phases"
+
+
+def _highest_version(parent: Path) -> int:
+    """The highest k of the ``version_<k>`` folders in ``parent`` (-1 when there are none)."""
+    versions = [
+        int(m.group(1))
+        for p in (parent.iterdir() if parent.is_dir() else [])
+        if (m := re.fullmatch(r"version_(\d+)", p.name))
+    ]
+    return max(versions, default=-1)

@@ -5,6 +5,10 @@ exits in any way (normal exit, exception, SIGKILL, out-of-memory kill): a crashe
 stale lock behind, and nothing has to be cleaned up by hand. The file itself stays; it only records
 who holds the lock (``pid`` and ``host``, written after the lock is taken) for the refusal message.
 
+The lock is on the file's inode: a user who deletes ``.lock`` mid-run would let a second process lock a
+new file of that name. ``check`` finds that out (the holder calls it before every manifest save) and
+stops the run in one line.
+
 Advisory ``flock`` locks work between processes on one machine and, on Linux, on NFS (emulated with
 byte-range locks since kernel 2.6.12); a file system without lock support fails loudly at ``acquire``.
 """
@@ -18,10 +22,12 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
+from selfloop.errors import SelfLoopError
+
 LOCK_FILE = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(SelfLoopError, RuntimeError):
     """Another process is writing this run directory.
 
     Args:
@@ -40,6 +46,10 @@ class RunLockedError(RuntimeError):
 
     def __reduce__(self) -> tuple[type, tuple[Path, dict]]:
         return type(self), (self.run_dir, self.holder)
+
+
+class LockLostError(SelfLoopError, RuntimeError):
+    """The lock file of a running run was deleted or replaced: one writer is no longer guaranteed."""
 
 
 class RunLock:
@@ -86,6 +96,22 @@ class RunLock:
         os.pwrite(fd, record.encode(), 0)
         self._fd = fd
         return self
+
+    def check(self) -> None:
+        """Raise ``LockLostError`` when the held lock file was deleted or replaced since ``acquire``."""
+        if self._fd is None:
+            return
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        held = os.fstat(self._fd)
+        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+            raise LockLostError(
+                f"the lock file {self.path} was deleted or replaced while this run held it, so another "
+                f"selfloop process may be writing {self.run_dir}; stop every selfloop process on it (never "
+                "delete .lock by hand) and rerun the same command to resume"
+            )
 
     def release(self) -> None:
         """Give the lock up (closing the file releases it; the file stays for the next holder)."""

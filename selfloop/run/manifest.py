@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from selfloop.errors import SelfLoopError
 from selfloop.run.atomic import atomic_write_json
 
 FORMAT = 1
 
 
-class ManifestError(RuntimeError):
+class ManifestError(SelfLoopError, RuntimeError):
     """The manifest cannot be read."""
 
 
@@ -51,21 +52,65 @@ class Manifest:
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
-        """Read a manifest.
+        """Read a manifest, checking the type of every field.
 
         Raises:
-            ManifestError: naming the file when it is not a manifest this version wrote.
+            ManifestError: naming the file when it is not a manifest this version wrote (not JSON, another
+                format, or a field of the wrong shape).
         """
         try:
             raw = json.loads(Path(path).read_text())
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON {type(raw).__name__}, expected an object")
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT}")
-            manifest = cls(**raw)
-            if not all(isinstance(k, str) for k in manifest.completed):
-                raise ValueError("'completed' must list phase keys")
-            return manifest
-        except (OSError, ValueError, TypeError, AttributeError) as err:
+            problem = _shape_problem(raw)
+            if problem:
+                raise ValueError(problem)
+            return cls(**raw)
+        except (OSError, ValueError, TypeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
             raise ManifestError(
-                f"cannot read the run manifest {path} ({err}); it was edited or damaged. "
+                f"cannot read the run manifest {path} ({reason}); it was edited or damaged. "
                 "Restore it, or start a new run in another --loop.run_dir"
             ) from None
+
+
+def _is_map(value: object, values: type | tuple[type, ...]) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, values) and not isinstance(v, bool) for k, v in value.items()
+    )
+
+
+_SHARD_FIELDS = {"generation": int, "file": str, "sha256": str, "count": int}
+
+
+def _shape_problem(raw: dict) -> str | None:
+    """What is wrong with the shape of a manifest's fields (``None`` if nothing is)."""
+    unknown = sorted(set(raw) - {f.name for f in fields(Manifest)})
+    if unknown:
+        return f"unknown field(s) {unknown}"
+    if not isinstance(raw.get("seed"), int) or isinstance(raw.get("seed"), bool):
+        return "'seed' must be an integer"
+    if not isinstance(raw.get("completed", []), list) or not all(
+        isinstance(k, str) for k in raw.get("completed", [])
+    ):
+        return "'completed' must list phase keys"
+    queue = raw.get("queue", [])
+    if not isinstance(queue, list) or not all(
+        isinstance(row, dict)
+        and set(row) == set(_SHARD_FIELDS)
+        and all(isinstance(row[k], t) and not isinstance(row[k], bool) for k, t in _SHARD_FIELDS.items())
+        for row in queue
+    ):
+        return "'queue' must list shards (generation, file, sha256, count)"
+    if not _is_map(raw.get("seeds", {}), int):
+        return "'seeds' must map phase keys to integers"
+    if not _is_map(raw.get("files", {}), str):
+        return "'files' must map paths to SHA-256 hashes"
+    if not isinstance(raw.get("config", {}), dict):
+        return "'config' must be an object"
+    metrics = raw.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(_is_map(row, str) for row in metrics)):
+        return "'metrics' must list rows of text values"
+    return None

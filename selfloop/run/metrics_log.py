@@ -11,9 +11,30 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from selfloop.errors import SelfLoopError
 from selfloop.run.atomic import atomic_write_text
 
 COLUMNS = ("generation", "arch", "seed", "metric", "value")
+
+
+class MetricsFileError(SelfLoopError, ValueError):
+    """``metrics.csv`` is not a metrics table this version wrote.
+
+    Args:
+        path: the file.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(
+            f"cannot read the metrics table {path} ({reason}); it was edited or damaged. Restore it, or start a "
+            "new run in another --loop.run_dir"
+        )
+        self.path = Path(path)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        return type(self), (self.path, self.reason)
 
 
 def flatten_metrics(metrics: Mapping[str, float | list[float]]) -> dict[str, float]:
@@ -53,11 +74,23 @@ class MetricsLog:
         self._rows: list[dict] | None = None
 
     def read(self) -> list[dict]:
-        """The rows in the file now (empty when it does not exist): what resume and repair compare."""
+        """The rows in the file now (empty when it does not exist): what resume and repair compare.
+
+        Raises:
+            MetricsFileError: naming the file when it is not a metrics table (binary, other columns).
+        """
         if not self.csv_path.is_file():
             return []
-        with open(self.csv_path, newline="") as handle:
-            return list(csv.DictReader(handle))
+        try:
+            with open(self.csv_path, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                rows = list(reader)
+                columns = tuple(reader.fieldnames or ())
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise MetricsFileError(self.csv_path, str(getattr(err, "strerror", None) or err)) from None
+        if columns != COLUMNS or any(None in row or None in row.values() for row in rows):
+            raise MetricsFileError(self.csv_path, f"not the columns {', '.join(COLUMNS)} on every line")
+        return rows
 
     @property
     def rows(self) -> list[dict]:

@@ -6,7 +6,7 @@ name phases through the constructors below, never through strings of their own.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
-from selfloop.run.metrics_log import MetricsLog
+from selfloop.run.metrics_log import MetricsFileError, MetricsLog
 from selfloop.run.queue import StackingQueue
 from selfloop.seeding import phase_seed
 
@@ -113,6 +113,8 @@ class PhaseRunner:
         metrics: the metrics log.
         progress: told of every ``begin`` and ``complete`` on rank 0 (e.g. a
             ``selfloop.console.PhaseProgress``); ``None`` prints nothing.
+        guard: called before every manifest save; raises to stop the run (``RunLock.check``: the lock
+            file was deleted under the run).
     """
 
     def __init__(
@@ -122,12 +124,14 @@ class PhaseRunner:
         queue: StackingQueue,
         metrics: MetricsLog,
         progress: PhaseListener | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.run = run
         self.manifest = manifest
         self.queue = queue
         self.metrics = metrics
         self.progress = progress
+        self.guard = guard
 
     @property
     def base_seed(self) -> int:
@@ -163,6 +167,8 @@ class PhaseRunner:
 
     @rank_zero_only
     def save_manifest(self) -> None:
+        if self.guard is not None:
+            self.guard()
         self.manifest.queue = self.queue.state()
         if self.manifest.metrics is not None:
             self.manifest.metrics = self.metrics.rows
@@ -178,10 +184,13 @@ class PhaseRunner:
         recorded = self.manifest.metrics
         if recorded is None:
             return
-        current = self.metrics.read()
+        try:
+            current = self.metrics.read()
+        except MetricsFileError:
+            current = None
         if current == recorded:
             return
-        if current[: len(recorded)] != recorded:
+        if current is None or current[: len(recorded)] != recorded:
             rank_zero_warn(
                 f"{self.metrics.csv_path} is missing or differs from the rows {self.run.manifest_file} recorded "
                 "(edited or damaged); rebuilt it from the manifest"

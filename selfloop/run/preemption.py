@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from types import FrameType
 
 from lightning.pytorch.utilities import rank_zero_info
 
 from selfloop.errors import RunInterrupted
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from selfloop.run import early_signals
+from selfloop.run.early_signals import STOP_SIGNALS
 
 
 class GracefulStop:
@@ -24,7 +23,8 @@ class GracefulStop:
     with ``scontrol requeue`` when running under SLURM and then takes the SIGTERM path, so the
     requeued job resumes from the run directory.
 
-    Use as a context manager around the loop; previous handlers are restored on exit.
+    Use as a context manager around the loop; previous handlers are restored on exit. A signal recorded
+    while the command was starting (``selfloop.run.early_signals``) counts as received on entry.
     """
 
     def __init__(self) -> None:
@@ -34,6 +34,8 @@ class GracefulStop:
     def __enter__(self) -> GracefulStop:
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        # The early handler has requeued a SLURM job on SIGUSR1 already: what is left is to stop.
+        self.received = early_signals.pending()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -44,9 +46,8 @@ class GracefulStop:
         self.received = signum
         rank_zero_info(f"[selfloop] received {signal.Signals(signum).name}: stopping after the current step")
         if signum == signal.SIGUSR1:
-            # Every task of the step gets the signal; one requeue is enough.
-            if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_PROCID", "0") == "0":
-                _requeue(os.environ["SLURM_JOB_ID"])
+            # Every task of the step gets the signal; one requeue is enough (task 0's).
+            early_signals.requeue_if_slurm()
             # Take the SIGTERM path, so a running Trainer fit stops at its next batch as well.
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -57,11 +58,3 @@ class GracefulStop:
                 f"stopped by {signal.Signals(self.received).name}; finished phases are saved. "
                 "Rerun the same command (same --loop.run_dir) to resume"
             )
-
-
-def _requeue(job_id: str) -> None:
-    try:
-        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60)
-        rank_zero_info(f"[selfloop] requeued SLURM job {job_id}")
-    except (OSError, subprocess.SubprocessError) as err:
-        rank_zero_info(f"[selfloop] could not requeue SLURM job {job_id}: {err}")

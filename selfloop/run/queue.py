@@ -9,10 +9,11 @@ import torch
 from torch import Tensor
 
 from selfloop.data.image_set import ImageSet
+from selfloop.errors import SelfLoopError
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 
 
-class ShardError(RuntimeError):
+class ShardError(SelfLoopError, RuntimeError):
     """A queue shard is missing or does not match the hash the manifest recorded."""
 
 

@@ -79,7 +79,7 @@ def test_missing_weights_offline(hub_dir, arch):
 @pytest.mark.parametrize("var", ["SELFLOOP_OFFLINE", "HF_HUB_OFFLINE"])
 def test_offline_env_disables_download(hub_dir, monkeypatch, var):
     monkeypatch.setenv(var, "1")
-    with pytest.raises(MissingWeightsError, match="downloading is disabled"):
+    with pytest.raises(MissingWeightsError, match="downloading is off"):
         build_backbone("mobilenet_v3", 7, pretrained=True)
     with pytest.raises(MissingWeightsError, match="deit_small_patch16_224-cd65a155.pth"):
         build_backbone("deit_s", 7, pretrained=True)

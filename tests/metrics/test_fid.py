@@ -119,6 +119,30 @@ def test_real_statistics_cache_round_trip(tmp_path):
     assert torch.load(cache, weights_only=True)["meta"]["num_samples"] == 120
 
 
+def test_untrusted_or_unreadable_cache_is_recomputed_from_the_real_images(tmp_path):
+    real, fake = gaussian(120, [0] * DIM, 1.0, seed=9), gaussian(120, [0.5] * DIM, 1.0, seed=10)
+    cache = tmp_path / "real_stats.pt"
+
+    def tracker():
+        return FidTracker(Features(), num_samples=100, seed=0, extractor_name="identity", resize="none")
+
+    first = tracker()
+    first.set_real(real, cache_path=cache)
+    expected, original = first.score(fake), cache.read_bytes()
+    # Edited statistics that still load: the caller (the loop, by the manifest's hash) says not to use them.
+    stats = torch.load(cache, weights_only=True)
+    stats["real_features_sum"] += 1.0
+    torch.save(stats, cache)
+    edited = tracker()
+    edited.set_real(real, cache_path=cache, use_cache=False)
+    assert edited.score(fake) == expected and cache.read_bytes() == original
+    # Flipped bytes that no longer load: recomputed too.
+    cache.write_bytes(original[:50] + bytes(b ^ 0xFF for b in original[50:90]) + original[90:])
+    damaged = tracker()
+    damaged.set_real(real, cache_path=cache)
+    assert damaged.score(fake) == expected
+
+
 def test_inception_missing_weights_names_the_path_and_url(tmp_path, monkeypatch):
     missing = tmp_path / "weights.pth"
     with pytest.raises(MissingInceptionWeightsError) as info:

@@ -136,3 +136,24 @@ def test_disk_full_run_stops_in_one_line_and_resumes_exactly_after_space_is_free
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout + resumed.stderr
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_full_file_system_inside_a_fit_is_one_line_and_resumes(tiny_run_args, small_fs):
+    # 8 inodes hold the run's own files but not the folders and event file of the first fit's TensorBoard log:
+    # the failure is in TensorBoard's writer thread, inside Lightning's fit.
+    folder = small_fs("64m", "nr_inodes=8")
+    run = folder / "run"
+    args = tiny_run_args(run, "--loop.generations", "1")
+    full = _fit(args)
+    assert full.returncode == 2, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr and "Exception in thread" not in full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("selfloop: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"selfloop: error: cannot write {run}/phases/gen_000/")
+    assert ": No space left on device (" in errors[0] and errors[0].endswith(RESUMES)
+
+    # The hint, followed: with room again the same command finishes the run.
+    subprocess.run(["mount", "-o", "remount,nr_inodes=4096", str(folder)], check=True)
+    resumed = _fit(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "\n1,lenet," in (run / "metrics.csv").read_text()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -36,12 +39,25 @@ def test_every_path_is_inside_the_run_directory(tmp_path):
     assert run.generator_weights(12).relative_to(run.path).as_posix() == "generations/gen_012/generator.pt"
 
 
-def test_next_version_is_one_past_the_highest(tmp_path):
-    assert RunDirectory.next_version(tmp_path, "digits").path == tmp_path / "digits" / "version_0"
-    for k in (0, 4):
-        (tmp_path / "digits" / f"version_{k}").mkdir(parents=True)
+def test_claimed_version_is_one_past_the_highest(tmp_path):
+    assert RunDirectory.claim_next_version(tmp_path, "digits").path == tmp_path / "digits" / "version_0"
+    (tmp_path / "digits" / "version_4").mkdir()
     (tmp_path / "digits" / "notes").mkdir()
-    assert RunDirectory.next_version(tmp_path, "digits").path == tmp_path / "digits" / "version_5"
+    claimed = RunDirectory.claim_next_version(tmp_path, "digits")
+    assert claimed.path == tmp_path / "digits" / "version_5" and claimed.path.is_dir()
+
+
+def test_runs_started_at_once_claim_distinct_versions(tmp_path):
+    # Each claim computes the same next version; mkdir lets one win and the others move on.
+    start = threading.Barrier(8)
+
+    def claim(_: int) -> Path:
+        start.wait()
+        return RunDirectory.claim_next_version(tmp_path, "digits").path
+
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(claim, range(8)))
+    assert sorted(claimed) == [tmp_path / "digits" / f"version_{k}" for k in range(8)]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

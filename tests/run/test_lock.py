@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.utilities import rank_zero_only
 
-from selfloop.cli import SelfLoopCLI
 from selfloop.run.layout import RunDirectory
-from selfloop.run.lock import LOCK_FILE, RunLock, RunLockedError
+from selfloop.run.lock import LOCK_FILE, LockLostError, RunLock, RunLockedError
+from selfloop.run.opening import open_run
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD = (
@@ -87,12 +87,31 @@ def test_ddp_ranks_above_zero_share_rank_zeros_lock(tmp_path, monkeypatch):
     run = RunDirectory(tmp_path)
     held = RunLock(tmp_path).acquire()  # rank 0's
     monkeypatch.setattr(rank_zero_only, "rank", 1)
-    with SelfLoopCLI._writer_lock(run):  # a rank-1 process of the same run is not refused
-        pass
+    with open_run(run, {}, "", 0, 3) as runner:  # a rank-1 process of the same run is not refused
+        assert runner.manifest.seed == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]  # and writes nothing
     monkeypatch.setattr(rank_zero_only, "rank", 0)
-    with pytest.raises(RunLockedError):
-        SelfLoopCLI._writer_lock(run).__enter__()
+    with pytest.raises(RunLockedError), open_run(run, {}, "", 0, 3):
+        pass
     held.release()
+
+
+def test_deleting_the_lock_file_mid_run_stops_the_holder_in_one_line(tmp_path):
+    run = RunDirectory(tmp_path)
+    with open_run(run, {"loop.seed": 0}, "loop:\n  seed: 0\n", 0, 3) as runner:
+        (tmp_path / LOCK_FILE).unlink()
+        second = RunLock(tmp_path).acquire()  # what a second process could now do
+        with pytest.raises(LockLostError) as lost:
+            runner.save_manifest()  # the holder's next manifest save
+        second.release()
+    assert str(lost.value) == (
+        f"the lock file {tmp_path / LOCK_FILE} was deleted or replaced while this run held it, so another "
+        f"selfloop process may be writing {tmp_path}; stop every selfloop process on it (never delete .lock "
+        "by hand) and rerun the same command to resume"
+    )
+    # The hint, followed: once the other process is gone, the same run opens again where it was.
+    with open_run(run, {"loop.seed": 0}, "loop:\n  seed: 0\n", 0, 3) as resumed:
+        assert resumed.manifest.config == {"loop.seed": 0}
 
 
 def _tree(run: Path) -> dict[str, str]:
@@ -134,3 +153,20 @@ def test_two_runs_on_one_directory_one_runs_the_other_is_refused(tiny_run_args, 
     assert after == before  # the refused process wrote nothing, the manifest included
     assert first.returncode == 0, first_err[-3000:]
     assert "\n1,lenet," in (run / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_new_runs_under_one_root_take_two_version_folders(tmp_path):
+    from conftest import TINY_RUN
+
+    args = [sys.executable, "main.py", "fit", "--config", "configs/digits.yaml", *TINY_RUN,
+            "--loop.generations", "1", "--loop.root", str(tmp_path), "--loop.name", "digits"]  # fmt: skip
+    procs = [
+        subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [proc.communicate(timeout=900)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [e[-3000:] for e in errors]
+    runs = sorted(p.name for p in (tmp_path / "digits").iterdir())
+    assert runs == ["version_0", "version_1"]
+    assert all("\n1,lenet," in (tmp_path / "digits" / r / "metrics.csv").read_text() for r in runs)

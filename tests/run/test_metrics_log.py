@@ -1,9 +1,10 @@
 import csv
 import math
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from selfloop.run.metrics_log import MetricsLog, flatten_metrics
+from selfloop.run.metrics_log import MetricsFileError, MetricsLog, flatten_metrics
 
 
 def _scalars(folder):
@@ -55,3 +56,17 @@ def pytest_approx(value):
     import pytest
 
     return pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x89\xf6\x00garbage", b"a,b\n1,2\n", b"generation,arch,seed,metric,value\n0,lenet,0\n"],
+    ids=["binary", "other-columns", "short-row"],
+)
+def test_a_file_that_is_not_a_metrics_table_is_named(tmp_path, content):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(content)
+    with pytest.raises(MetricsFileError) as err:
+        MetricsLog(path, tmp_path / "summary", seed=0).read()
+    assert str(err.value).startswith(f"cannot read the metrics table {path} (")
+    assert str(err.value).endswith("Restore it, or start a new run in another --loop.run_dir")
