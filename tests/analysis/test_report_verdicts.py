@@ -10,7 +10,7 @@ import numpy as np
 from test_report import write_run
 
 from selfloop.analysis.report import main
-from selfloop.catalogue import metrics_of
+from selfloop.catalogue import metrics_of, spec
 
 DIGITS = "selfloop.data.digits.ColoredDigitsDataModule"
 GENERATIONS = 6  # generations 0..6: real data at 0, generated data from 1 on
@@ -79,10 +79,19 @@ def test_pure_noise_over_twenty_groups_keeps_the_family_wise_error_rate(tmp_path
     changed = {
         r["group"] for r in rows if {r["shift_verdict"], r["trend_verdict"]} & {"increases", "decreases"}
     }
-    # 20 groups x (11 classifier metrics x 2 + 5 generator trends) = 540 difference tests in one family:
-    # under the global null, Holm keeps the chance of any false verdict at 5%, so no group, or at most one.
+    # 20 groups x (every classifier metric's shift and trend + every generator metric's trend) difference
+    # tests, plus an equivalence test for each with a margin, in one family: under the global null, Holm
+    # keeps the chance of any false verdict at 5%, so no group, or at most one.
     assert len(changed) <= 1
-    assert {r["family_size"] for r in rows} == {str(540 + 20 * (11 * 2 + 3))}
+    classifier, generator = (
+        [spec(m) for m in metrics_of("classifier")],
+        [spec(m) for m in metrics_of("generator")],
+    )
+    per_group = 2 * len(classifier) + len(generator)
+    per_group += 2 * sum(m.margin is not None for m in classifier) + sum(
+        m.margin is not None for m in generator
+    )
+    assert {r["family_size"] for r in rows} == {str(20 * per_group)}
     # Every "no detectable change" in verdicts.md carries the change the design could have detected.
     cells = (out / "verdicts.md").read_text().split(" | ")
     quiet = [i for i, c in enumerate(cells) if c == "no detectable change"]
