@@ -42,11 +42,12 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     assert [(r[0], r[1]) for r in rows] == [
         (wanted.name, f"{e.metric} ({e.arch})") for e in wanted.expectations
     ]
-    # Every trend has a verdict with its evidence over 5 seeds and its Holm-adjusted p-value; generator
+    # Every trend has a verdict with its evidence over 5 seeds and its Holm-adjusted p-value, or (at this size
+    # a worst cell can sit at 0 in every seed) says that a zero-width interval judges nothing; generator
     # metrics have no shift.
-    assert all(
-        r[5].startswith(VERDICTS) and "over 5 seeds" in r[5] and "Holm-adjusted p" in r[5] for r in rows
-    )
+    for r in rows:
+        has_verdict = r[5].startswith(VERDICTS) and "over 5 seeds" in r[5] and "Holm-adjusted p" in r[5]
+        assert has_verdict or r[5].startswith("cannot be judged: every seed gives the same"), r
     assert all(r[2:4] == ["-", "-"] for r in rows if "(generator)" in r[1])
     # Guaranteed by construction: the density-seeking generator's tilt compounds through the queue.
     u_t = next(r for r in rows if r[:2] == ["density-seeking", "u_t (generator)"])

@@ -16,7 +16,9 @@ from selfloop.analysis.runs import (
     aggregate,
     by_group,
     distinguishing_settings,
+    find_run_dirs,
     group_key,
+    load_run,
     load_runs,
     run_finished,
     tidy_rows,
@@ -145,8 +147,9 @@ def test_generator_rows_and_tidy_table(sweep: Path) -> None:
 def test_finished_comes_from_manifest_and_config(tmp_path: Path) -> None:
     cfg = digits_config(tmp_path / "a", 0, generations=2, archs=("lenet", "vgg19"))
     done = write_run(tmp_path / "a", cfg, {(0, "lenet", "md"): 0.1})
+    partial_cfg = digits_config(tmp_path / "b", 1, generations=2, archs=("lenet", "vgg19"))
     partial = write_run(
-        tmp_path / "b", cfg, {(0, "lenet", "md"): 0.1}, completed=["g0/classifier/lenet", "g1/filter"]
+        tmp_path / "b", partial_cfg, {(0, "lenet", "md"): 0.1}, completed=["g0/classifier/lenet", "g1/filter"]
     )
     no_archs = digits_config(tmp_path / "c", 0, generations=1, archs=None)  # panel falls back to model.arch
     default_panel = write_run(tmp_path / "c", no_archs, {(0, "lenet", "md"): 0.1})
@@ -173,8 +176,12 @@ def test_missing_and_invalid_run_directories_are_named(tmp_path: Path) -> None:
 
 def test_more_ignored_keys_merge_groups(sweep: Path) -> None:
     assert len(by_group(load_runs([sweep]))) == 2
-    merged = load_runs([sweep], ignored=(*IGNORED_KEYS, "data.init_args.bias"))
+    ignored = (*IGNORED_KEYS, "data.init_args.bias")
+    merged = [load_run(p, ignored) for p in find_run_dirs([sweep])]
     assert len(by_group(merged)) == 1
+    # Merged, the biased and unbiased runs of one seed would count as one seed twice: refused.
+    with pytest.raises(RunLoadError, match=r"are both seed 0 of one experiment .* so pass only one of them"):
+        load_runs([sweep], ignored=ignored)
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from fixtures_formats import write_cifar100, write_mnist
 
-from selfloop.classifiers.pretrained import MissingWeightsError, expected_weights_path
+from selfloop.classifiers.pretrained import expected_weights_path
 from selfloop.cli import SelfLoopCLI
+from selfloop.errors import PrerequisitesMissingError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -22,7 +23,7 @@ TINY = [
     "--trainer.enable_progress_bar", "false",
     "--trainer.logger", "false",
     "--loop.generator_epochs", "1",
-    "--loop.samples_per_generation", "20",
+    "--loop.samples_per_generation", "40",
     "--generator.init_args.width", "8",
     "--generator.init_args.latent_dim", "16",
     "--generator.init_args.min_steps", "null",  # the paper configs' full-data step floor
@@ -96,7 +97,7 @@ def test_pretrained_config_offline_names_the_missing_weights(tmp_path, monkeypat
     monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
     # Enough images for a non-empty validation split, should the real data be loaded first.
     write_cifar100(tmp_path / "data", train_per_fine=2, test_per_fine=1)
-    with pytest.raises(MissingWeightsError) as info:
+    with pytest.raises(PrerequisitesMissingError) as info:
         SelfLoopCLI(
             args=["fit", "--config", str(CONFIGS / "cifar20_pretrained.yaml"), "--data.init_args.root",
                   str(tmp_path / "data"), "--data.init_args.check_integrity", "false",

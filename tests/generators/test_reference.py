@@ -224,7 +224,7 @@ def _parsed(capsys, *extra: str) -> dict:
                 "3",
             ],
             DensitySeekingGenerator,
-            {"tilt": 3.0},
+            {"tilt": 3.0, "source": "training_set"},
         ),
     ],
 )
