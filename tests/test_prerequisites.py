@@ -5,32 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from helpers.cli_errors import one_error_line
 
 from selfloop.classifiers.pretrained import expected_weights_path
-from selfloop.cli import main
 from selfloop.metrics.fid import default_inception_weights_path
 from selfloop.offline import download_blocker, host_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _one_line(args: list[str], capsys, monkeypatch) -> str:
-    monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2, err[-3000:]
-    assert "Traceback" not in err and "Retrying" not in err
-    (line,) = [line for line in err.splitlines() if line.startswith("selfloop: error:")]
-    return line
-
-
 def test_paper_config_without_data_and_clip_weights_names_both(hub_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = tmp_path / "nodata"
-    line = _one_line(
+    line = one_error_line(
         ["fit", "--config", "configs/colored_mnist_biased.yaml", "--data.init_args.root", str(missing),
          "--loop.run_dir", str(tmp_path / "run")],
         capsys,
@@ -56,7 +44,7 @@ def test_pretrained_and_inception_weights_are_listed_together(
     monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
     args = ["--model.arch", "alexnet", "--model.pretrained", "true", "--loop.archs", "[alexnet]",
             "--loop.fid_extractor", "inception"]  # fmt: skip
-    line = _one_line(tiny_run_args(tmp_path / "run", *args), capsys, monkeypatch)
+    line = one_error_line(tiny_run_args(tmp_path / "run", *args), capsys, monkeypatch)
     alexnet, inception = expected_weights_path("alexnet"), default_inception_weights_path()
     assert line.startswith(
         "selfloop: error: 2 things this run needs are missing: (1) ImageNet weights for 'alexnet' are not "

@@ -7,10 +7,9 @@ import inspect
 import pkgutil
 from pathlib import Path
 
-import pytest
+from helpers.cli_errors import one_error_line
 
 import selfloop
-from selfloop.cli import main
 from selfloop.errors import SelfLoopError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,23 +34,12 @@ def test_every_error_class_of_the_package_is_a_selfloop_error():
     assert outside == sorted(NOT_USER_ERRORS)
 
 
-def _one_line(args: list[str], capsys, monkeypatch) -> str:
-    monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2, err[-3000:]
-    assert "Traceback" not in err
-    (line,) = [line for line in err.splitlines() if line.startswith("selfloop: error:")]
-    return line
-
-
-def test_corrupt_cached_weights_file_is_one_line(tiny_run_args, hub_dir, tmp_path, capsys, monkeypatch):
+def test_corrupt_cached_weights_file_isone_error_line(tiny_run_args, hub_dir, tmp_path, capsys, monkeypatch):
     weights = hub_dir / "checkpoints" / "alexnet-owt-7be5be79.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"not a checkpoint")
     monkeypatch.setenv("SELFLOOP_OFFLINE", "1")
-    line = _one_line(
+    line = one_error_line(
         tiny_run_args(
             tmp_path / "run",
             "--model.arch",
@@ -72,20 +60,20 @@ def test_corrupt_cached_weights_file_is_one_line(tiny_run_args, hub_dir, tmp_pat
     )
 
 
-def test_manifest_of_the_wrong_shape_is_one_line(tiny_run_args, tmp_path, capsys, monkeypatch):
+def test_manifest_of_the_wrong_shape_isone_error_line(tiny_run_args, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text("[]")
-    line = _one_line(tiny_run_args(run), capsys, monkeypatch)
+    line = one_error_line(tiny_run_args(run), capsys, monkeypatch)
     assert line == (
         f"selfloop: error: cannot read the run manifest {run / 'manifest.json'} (a JSON list, expected an object); "
         "it was edited or damaged. Restore it, or start a new run in another --loop.run_dir"
     )
 
 
-def test_missing_data_folder_is_one_line(tmp_path, capsys, monkeypatch):
+def test_missing_data_folder_isone_error_line(tmp_path, capsys, monkeypatch):
     missing = tmp_path / "nowhere"
-    line = _one_line(
+    line = one_error_line(
         [
             "fit",
             "--config",
