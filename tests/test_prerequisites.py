@@ -3,15 +3,11 @@ and an unreachable hub is found out in one quick try instead of retries with bac
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from helpers.cli_errors import one_error_line
 
 from selfloop.classifiers.pretrained import expected_weights_path
 from selfloop.metrics.fid import default_inception_weights_path
 from selfloop.offline import download_blocker, host_reachable
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_paper_config_without_data_and_clip_weights_names_both(hub_dir, tmp_path, capsys, monkeypatch):

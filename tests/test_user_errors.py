@@ -5,14 +5,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from pathlib import Path
 
 from helpers.cli_errors import one_error_line
 
 import selfloop
 from selfloop.errors import SelfLoopError
 
-ROOT = Path(__file__).resolve().parents[1]
 # Not errors: a stop signal and a pause for human review (their own exit statuses).
 NOT_USER_ERRORS = {"ReviewPending"}
 
