@@ -403,7 +403,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, run_dir: Path) -> list[GenerationRow]:
     """Run the loop through the CLI in this process and print its per-generation figures."""
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
 
     GenerationTimer.events.clear()
     GenerationTimer.census = args.census

@@ -2,7 +2,7 @@
 
 import sys
 
-from selfloop.validation import main
+from selfloop.known_answers import main
 
 if __name__ == "__main__":
     sys.exit(main())

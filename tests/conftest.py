@@ -43,7 +43,7 @@ def tiny_cli_run(tmp_path_factory) -> Path:
     """A finished tiny run through the real CLI: the quick-start config (DCGAN, LeNet) with ``TINY_RUN`` and
     ``SHARED_RUN`` (2 generations, queue capacity 1). Run once per session; tests only read it (copy it
     into ``tmp_path`` to change it)."""
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
 
     run = tmp_path_factory.mktemp("cli") / "run"
     SelfLoopCLI(args=tiny_args(run, *SHARED_RUN))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfloop.cli import main
-from selfloop.config_checks import memory_limit
+from selfloop.cli.app import main
+from selfloop.cli.config_checks import memory_limit
 from selfloop.run.atomic import format_bytes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from selfloop.classifier_fit import ClassifierFit
+from selfloop.training.classifier_fit import ClassifierFit
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.digits import ColoredDigitsDataModule
-from selfloop.module_spec import ModuleSpec
+from selfloop.training.module_spec import ModuleSpec
 
 SIZE = 16
 TRAINER = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from selfloop.cli import SelfLoopCLI, main
+from selfloop.cli.app import SelfLoopCLI, main
 
 ROOT = Path(__file__).resolve().parents[1]
 

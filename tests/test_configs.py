@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfloop.cli import SelfLoopCLI
+from selfloop.cli.app import SelfLoopCLI
 from selfloop.data.cifar import CIFAR20DataModule
 from selfloop.data.mnist import ColoredMNISTDataModule
 from selfloop.run.compat import flatten
@@ -33,7 +33,7 @@ def _build_data(config: dict):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_shipped_config_parses_and_keeps_every_value_it_sets(capsys, path):
-    # configs/validation/ included: the known-answer scenarios (the collapse ones run only in the README).
+    # configs/known_answers/ included: the known-answer scenarios (the collapse ones run only in the README).
     config = _parsed(str(path.relative_to(CONFIGS)), capsys)
     written = flatten(yaml.safe_load(path.read_text()))
     parsed = flatten(config)

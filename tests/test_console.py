@@ -13,7 +13,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
-from selfloop.console import PhaseProgress, format_duration, next_commands, print_summary, quiet_lightning
+from selfloop.console.progress import PhaseProgress, format_duration
+from selfloop.console.quiet import quiet_lightning
+from selfloop.console.summary import next_commands, print_summary
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog

@@ -14,7 +14,7 @@ HEAVY = ("diffusers", "open_clip", "peft", "timm")
 def test_a_refused_value_imports_no_generative_or_pretrained_stack(tmp_path):
     code = (
         "import sys\n"
-        "from selfloop.cli import main\n"
+        "from selfloop.cli.app import main\n"
         "try:\n"
         f"    main(['fit', '--config', 'configs/quickstart.yaml', '--model.lr', '-1', '--loop.run_dir', {str(tmp_path / 'run')!r}])\n"
         "except SystemExit as exited:\n"

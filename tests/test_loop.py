@@ -21,7 +21,7 @@ from helpers.tiny_loop import SIZE, tiny_loop
 from lightning.pytorch.callbacks import Callback
 
 from selfloop.data.digits import ColoredDigitsDataModule
-from selfloop.errors import RunInterrupted
+from selfloop.core.errors import RunInterrupted
 
 # What every generation n >= 1 measures on its samples, in the order of its metrics.csv rows.
 GENERATOR_METRICS = [

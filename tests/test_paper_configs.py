@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfloop.cli import SelfLoopCLI, main
+from selfloop.cli.app import SelfLoopCLI, main
 from selfloop.filtering.clip_scorer import UNCERTAINTY_ONLY_FLAG, ClipScorer
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.scorers import UncertaintyScorer

@@ -7,7 +7,7 @@ from helpers.cli_errors import one_error_line
 
 from selfloop.classifiers.pretrained import expected_weights_path
 from selfloop.metrics.fid import default_inception_weights_path
-from selfloop.offline import download_blocker, host_reachable
+from selfloop.core.offline import download_blocker, host_reachable
 
 
 def test_paper_config_without_data_and_clip_weights_names_both(hub_dir, tmp_path, capsys, monkeypatch):
@@ -49,6 +49,20 @@ def test_pretrained_and_inception_weights_are_listed_together(
     assert (
         f"Expected file: {alexnet}" in line and f"(2) FID Inception weights not found at {inception}." in line
     )
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_stable_diffusion_weights_are_asked_of_the_generator_and_listed_with_the_rest(
+    tiny_run_args, tmp_path, capsys, monkeypatch
+):
+    # The generator class names its own missing weights (``missing_weights``); the CLI lists them first.
+    weights = tmp_path / "sd15"
+    args = ["--generator", "selfloop.generators.stable_diffusion.StableDiffusionLoRA",
+            "--generator.init_args.pretrained_path", str(weights),
+            "--loop.fid_extractor", "inception", "--loop.fid_inception_weights", str(tmp_path / "inception.pth")]  # fmt: skip
+    line = one_error_line(tiny_run_args(tmp_path / "run", *args), capsys, monkeypatch)
+    assert line.startswith("selfloop: error: 2 things this run needs are missing: (1) FID Inception weights not found")
+    assert f"(2) Stable Diffusion weights not found: {weights} does not exist (downloading is off;" in line
     assert not (tmp_path / "run").exists()
 
 

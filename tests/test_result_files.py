@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.cli import main
+from selfloop.cli.app import main
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

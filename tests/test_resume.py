@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.cli import SelfLoopCLI
+from selfloop.cli.app import SelfLoopCLI
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

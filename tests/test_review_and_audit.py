@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from selfloop.cli import main
+from selfloop.cli.app import main
 
 
 def _main(args: list[str], capsys) -> tuple[int, str]:

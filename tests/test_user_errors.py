@@ -9,7 +9,7 @@ import pkgutil
 from helpers.cli_errors import one_error_line
 
 import selfloop
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 # Not errors: a stop signal and a pause for human review (their own exit statuses).
 NOT_USER_ERRORS = {"ReviewPending"}

@@ -3,7 +3,7 @@
 A transition carries the bias of the generation-t classifier ``B_t`` (``b0``), that of generation t+1
 (``b1``), and the quality ``q_t`` and unbalance ``u_t`` of the samples that entered generation t+1's
 training set: the generator rows logged under generation t+1. Bias metrics that are fairness scores
-(``meo``, ``di``: 1 is fair) become ``1 - value`` (``selfloop.catalogue.is_fairness_score``).
+(``meo``, ``di``: 1 is fair) become ``1 - value`` (``selfloop.core.catalogue.is_fairness_score``).
 
 Measurement noise: B is computed on a finite test split, so each observed ``B_t`` carries binomial noise.
 Given the split's size, ``md_noise_variance`` approximates it for MD (``var_b0``), which the fit turns into
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from selfloop.analysis.runs import GENERATOR_ARCH, Run
-from selfloop.catalogue import is_fairness_score
+from selfloop.core.catalogue import is_fairness_score
 
 Q_METRIC, U_METRIC = "gen_label_acc_kept", "u_t"
 """The generator metrics used as q_t (class fidelity of the kept samples) and u_t (their unbalance)."""

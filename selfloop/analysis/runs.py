@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from selfloop.catalogue import GENERATOR_ARCH
-from selfloop.errors import SelfLoopError
+from selfloop.core.catalogue import GENERATOR_ARCH
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.compat import HARMLESS_KEYS, flatten
 from selfloop.run.manifest import Manifest, ManifestError
 from selfloop.run.phases import Phase

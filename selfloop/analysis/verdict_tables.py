@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from selfloop.analysis.tables import markdown_table
 from selfloop.analysis.verdicts import ALPHA, FAMILY_METHOD_NAME, MIN_SEEDS, POWER, MetricVerdict
 from selfloop.analysis.wording import Q_TEXT
-from selfloop.catalogue import GENERATOR_ARCH
+from selfloop.core.catalogue import GENERATOR_ARCH
 
 DISPLAY_COLUMNS = ("group", "arch", "metric", "shift (generation 0 -> 1)", "shift evidence", "trend (per generation)",
                    "trend evidence")  # fmt: skip

@@ -47,7 +47,7 @@ from statsmodels.stats.weightstats import DescrStatsW
 
 from selfloop.analysis.runs import Run, by_group
 from selfloop.analysis.seed_stats import SeedInterval, fmt, t_interval
-from selfloop.catalogue import GENERATOR_ARCH, MetricSpec, metrics_of, spec
+from selfloop.core.catalogue import GENERATOR_ARCH, MetricSpec, metrics_of, spec
 
 Kind = Literal["shift", "trend"]
 FAMILY_METHOD_NAME = "Holm"

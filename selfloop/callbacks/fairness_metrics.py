@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.image_set import ImageSet
-from selfloop.eval_mode import evaluating
+from selfloop.core.eval_mode import evaluating
 from selfloop.metrics.fairness import GroupFairness
 
 

@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from selfloop.errors import NonFiniteLossError
+from selfloop.core.errors import NonFiniteLossError
 
 
 class FiniteLossCheck(Callback):

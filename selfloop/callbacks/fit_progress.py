@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from selfloop.console import PhaseProgress
+from selfloop.console.progress import PhaseProgress
 from selfloop.run.phases import Phase, PhaseRunner
 
 

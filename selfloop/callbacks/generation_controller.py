@@ -15,7 +15,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from selfloop.callbacks.generated_sample_metrics import GeneratedSampleMetrics, GeneratedSamples
-from selfloop.catalogue import GENERATOR_ARCH
+from selfloop.core.catalogue import GENERATOR_ARCH
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.filtering.audit import write_audit
 from selfloop.filtering.review import ReviewPending, export_review, read_review

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfloop.classifiers.backbones import Arch, build_backbone
-from selfloop.eval_mode import evaluating
+from selfloop.core.eval_mode import evaluating
 
 
 class ImageClassifier(L.LightningModule):

@@ -24,8 +24,8 @@ import torch
 import torchvision
 from torch import nn
 
-from selfloop.errors import MissingWeightsError, SelfLoopError
-from selfloop.offline import download_blocker, downloads_allowed_by_env
+from selfloop.core.errors import MissingWeightsError, SelfLoopError
+from selfloop.core.offline import download_blocker, downloads_allowed_by_env
 
 __all__ = [
     "DEIT_S_URL",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 
 class DatasetNotFoundError(SelfLoopError, FileNotFoundError):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.filtering.sample_filter import FilterResult
 from selfloop.run.atomic import atomic_write_bytes, atomic_write_text
 

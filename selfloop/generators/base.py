@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -64,6 +66,22 @@ class ConditionalGenerator(L.LightningModule, ABC):
                 f"({min_steps})"
             )
         self.class_names: list[str] = [str(c) for c in range(num_classes)]
+
+    @classmethod
+    def image_size_problem(cls, size: int, init_args: Mapping[str, Any], flag: str) -> str | None:
+        """Why this generator cannot make ``size`` x ``size`` images, as one line naming ``flag``; ``None``: it can.
+
+        The command line asks this before any work, with the generator's configured ``init_args``. A
+        generator whose architecture constrains the size (a DCGAN doubles a 4x4 start, a VAE downsamples
+        by 8) overrides it.
+        """
+        return None if size >= 1 else f"{flag} must be >= 1, got {size}"
+
+    @classmethod
+    def missing_weights(cls, init_args: Mapping[str, Any]) -> str | None:
+        """What is missing to build this generator with ``init_args`` (weights files), as one line saying how
+        to obtain it; ``None``: nothing. Asked with the other prerequisites before any work."""
+        return None
 
     @property
     def min_steps(self) -> int | None:

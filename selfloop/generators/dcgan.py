@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selfloop.eval_mode import evaluating
+from selfloop.core.eval_mode import evaluating
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_uint8
 
 BN_RECALIBRATION_BATCHES = 20
@@ -17,12 +19,10 @@ BN_RECALIBRATION_SIZE = 128
 
 
 def _num_upsamplings(image_size: int) -> int:
-    steps = math.log2(image_size / 4)
-    if image_size < 16 or steps != int(steps):
-        raise ValueError(
-            f"the DCGAN needs --data.image_size = 4 * 2^k >= 16 (16, 32, 64, ...), got {image_size}"
-        )
-    return int(steps)
+    problem = ConditionalDCGAN.image_size_problem(image_size, {}, "--data.image_size")
+    if problem is not None:
+        raise ValueError(problem)
+    return int(math.log2(image_size / 4))
 
 
 class _ConditionalBatchNorm2d(nn.Module):
@@ -152,6 +152,13 @@ class ConditionalDCGAN(ConditionalGenerator):
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+
+    @classmethod
+    def image_size_problem(cls, size: int, init_args: Mapping[str, Any], flag: str) -> str | None:
+        # Every upsampling doubles a 4x4 start, and the discriminator halves back to 4x4.
+        if size < 16 or size & (size - 1):
+            return f"{flag} must be 4 * 2^k >= 16 (16, 32, 64, 128, ...) for the generator {cls.__name__}, got {size}"
+        return None
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         return self.generator(z, F.one_hot(labels, self.num_classes).float())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfloop.errors import MissingWeightsError
-from selfloop.eval_mode import evaluating
+from selfloop.core.errors import MissingWeightsError
+from selfloop.core.eval_mode import evaluating
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit
 from selfloop.generators.sd15_shapes import RANDOM_SD15_SHAPES
 
@@ -155,6 +156,28 @@ class StableDiffusionLoRA(ConditionalGenerator):
         )
         _cast_trainable_to_fp32(self.unet)
         self._prompt_cache: dict[tuple, Tensor] = {}
+
+    @classmethod
+    def image_size_problem(cls, size: int, init_args: Mapping[str, Any], flag: str) -> str | None:
+        unset = [k for k in ("sample_resolution", "train_resolution") if init_args.get(k) is None]
+        # The VAE downsamples by 8; an image size is only used as a resolution where none is given.
+        if unset and (size < 8 or size % 8):
+            flags = " and ".join(f"--generator.init_args.{k}" for k in unset)
+            return (
+                f"{flag} must be a multiple of 8 (8, 16, 24, ...; the VAE's factor) for the generator "
+                f"{cls.__name__}, got {size}, unless {flags} {'is' if len(unset) == 1 else 'are'} set "
+                "(the samples are then resized to the image size)"
+            )
+        return super().image_size_problem(size, init_args, flag)
+
+    @classmethod
+    def missing_weights(cls, init_args: Mapping[str, Any]) -> str | None:
+        if init_args.get("weights", "pretrained") != "pretrained":
+            return None
+        err = pretrained_weights_problem(
+            init_args.get("pretrained_path", "weights/stable-diffusion-v1-5"), bool(init_args.get("allow_download"))
+        )
+        return None if err is None else str(err)
 
     def _load_pretrained(self, pretrained_path: str, allow_download: bool) -> None:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.atomic import atomic_torch_save, atomic_write_text
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 # What torch.save raises when the file object under its zip writer fails (the OSError is only in
 # the exception's context, if at all).

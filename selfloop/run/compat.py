@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 
 class ConfigMismatchError(SelfLoopError, ValueError):

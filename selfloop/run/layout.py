@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 
 class RunDirectoryError(SelfLoopError, RuntimeError):

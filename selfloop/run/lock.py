@@ -22,7 +22,7 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 
 LOCK_FILE = ".lock"
 

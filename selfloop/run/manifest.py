@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.atomic import atomic_write_json
 
 FORMAT = 1

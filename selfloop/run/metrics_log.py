@@ -11,7 +11,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.atomic import atomic_write_text
 
 COLUMNS = ("generation", "arch", "seed", "metric", "value")

@@ -16,7 +16,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.atomic import atomic_write_text, remove_stale_temp_files
 from selfloop.run.compat import ConfigMismatchError, incompatible_changes
 from selfloop.run.layout import RunDirectory

@@ -20,7 +20,7 @@ from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsFileError, MetricsLog
 from selfloop.run.queue import StackingQueue
-from selfloop.seeding import phase_seed
+from selfloop.run.seeding import phase_seed
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Phase:
 
 
 class PhaseListener(Protocol):
-    """Told when a phase begins and when it completes (``selfloop.console.PhaseProgress`` prints both)."""
+    """Told when a phase begins and when it completes (``selfloop.console.progress.PhaseProgress`` prints both)."""
 
     def phase_started(self, phase: Phase) -> None: ...
 
@@ -112,7 +112,7 @@ class PhaseRunner:
         queue: the stacking queue whose state ``complete`` writes into the manifest.
         metrics: the metrics log.
         progress: told of every ``begin`` and ``complete`` on rank 0 (e.g. a
-            ``selfloop.console.PhaseProgress``); ``None`` prints nothing.
+            ``selfloop.console.progress.PhaseProgress``); ``None`` prints nothing.
         guard: called before every manifest save; raises to stop the run (``RunLock.check``: the lock
             file was deleted under the run).
     """

@@ -8,7 +8,7 @@ from types import FrameType
 
 from lightning.pytorch.utilities import rank_zero_info
 
-from selfloop.errors import RunInterrupted
+from selfloop.core.errors import RunInterrupted
 from selfloop.run import early_signals
 from selfloop.run.early_signals import STOP_SIGNALS
 

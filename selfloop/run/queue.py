@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from selfloop.data.image_set import ImageSet
-from selfloop.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 
 

@@ -17,7 +17,7 @@ from selfloop.analysis.eq6_fit import simulate_bias_dynamics
 from selfloop.analysis.report import main
 from selfloop.analysis.runs import load_runs
 from selfloop.analysis.wording import Q_JUDGE
-from selfloop.cli import SelfLoopCLI
+from selfloop.cli.app import SelfLoopCLI
 from selfloop.metrics.fairness import WITHIN_CLASS_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import numpy as np
 from test_report import write_run
 
 from selfloop.analysis.report import main
-from selfloop.catalogue import metrics_of, spec
+from selfloop.core.catalogue import metrics_of, spec
 
 DIGITS = "selfloop.data.digits.ColoredDigitsDataModule"
 GENERATIONS = 6  # generations 0..6: real data at 0, generated data from 1 on

@@ -23,7 +23,7 @@ from selfloop.analysis.runs import (
     run_finished,
     tidy_rows,
 )
-from selfloop.cli import SelfLoopCLI
+from selfloop.cli.app import SelfLoopCLI
 from selfloop.run.compat import HARMLESS_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]

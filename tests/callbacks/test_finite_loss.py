@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from selfloop.callbacks.finite_loss import FiniteLossCheck
-from selfloop.errors import NonFiniteLossError
+from selfloop.core.errors import NonFiniteLossError
 
 
 class LoggedLoss(L.LightningModule):

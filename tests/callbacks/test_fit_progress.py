@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from selfloop.callbacks.fit_progress import FitProgress
-from selfloop.console import PhaseProgress
+from selfloop.console.progress import PhaseProgress
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog

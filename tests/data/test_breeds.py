@@ -17,7 +17,7 @@ import yaml
 from breeds_fixtures import colour_of, write_breeds_tree
 from helpers.image_trees import tree_fixtures
 
-from selfloop.cli import SelfLoopCLI, main
+from selfloop.cli.app import SelfLoopCLI, main
 from selfloop.data.breeds import BREEDS_BENCHMARKS, BreedsDataModule, BreedsSpec
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
 

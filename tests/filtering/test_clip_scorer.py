@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from helpers.rounding import written_rounding as _rounding
 
-from selfloop.errors import MissingWeightsError
+from selfloop.core.errors import MissingWeightsError
 from selfloop.filtering.clip_scorer import UNCERTAINTY_ONLY_FLAG, ClipScorer, MissingClipWeightsError
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.scorers import ScoringContext, UncertaintyScorer
@@ -223,7 +223,7 @@ def test_a_run_filters_with_clip_and_uncertainty_on_the_score_range(
     import csv
     from pathlib import Path
 
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
     from selfloop.run.layout import RunDirectory
 
     path, _ = tiny_checkpoint

@@ -204,7 +204,7 @@ def test_density_seeking_needs_a_data_set_with_an_exact_oracle():
 
 
 def _parsed(capsys, *extra: str) -> dict:
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
 
     with pytest.raises(SystemExit) as info:
         SelfLoopCLI(args=["fit", "--config", str(DIGITS_CONFIG), *extra, "--print_config"])

@@ -359,7 +359,7 @@ def _write_hard_imagenet_tree(root: Path) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_two_generations_on_hard_imagenet_with_stable_diffusion(sd_dir, tmp_path, monkeypatch):
-    from selfloop.cli import SelfLoopCLI
+    from selfloop.cli.app import SelfLoopCLI
 
     monkeypatch.chdir(ROOT)
     tree = _write_hard_imagenet_tree(tmp_path / "data")

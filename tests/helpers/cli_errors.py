@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.cli import main
+from selfloop.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from selfloop.callbacks.generation_controller import GenerationController
-from selfloop.cli import main
+from selfloop.cli.app import main
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.metrics.fairness import GroupFairness

@@ -16,9 +16,9 @@ from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.reference import PerfectGenerator
-from selfloop.loop import SelfConsumingLoop
-from selfloop.loop_config import LoopConfig
-from selfloop.module_spec import ModuleSpec
+from selfloop.training.loop import SelfConsumingLoop
+from selfloop.training.loop_config import LoopConfig
+from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog

@@ -13,7 +13,7 @@ from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.queue import StackingQueue
-from selfloop.seeding import phase_seed
+from selfloop.run.seeding import phase_seed
 
 
 @pytest.fixture

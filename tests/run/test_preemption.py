@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from selfloop.errors import RunInterrupted
+from selfloop.core.errors import RunInterrupted
 from selfloop.run.preemption import GracefulStop
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,11 +18,11 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from selfloop.classifiers.image_classifier import ImageClassifier
-from selfloop.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
-from selfloop.config_checks import problems as config_problems
-from selfloop.console import quiet_lightning
+from selfloop.cli.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
+from selfloop.cli.config_checks import problems as config_problems
+from selfloop.console.quiet import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.errors import (
+from selfloop.core.errors import (
     InvalidConfigError,
     MissingWeightsError,
     PrerequisitesMissingError,
@@ -33,9 +33,9 @@ from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.dcgan import ConditionalDCGAN
-from selfloop.loop import SelfConsumingLoop
-from selfloop.loop_config import LoopConfig
-from selfloop.module_spec import ModuleSpec
+from selfloop.training.loop import SelfConsumingLoop
+from selfloop.training.loop_config import LoopConfig
+from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.atomic import named_write_error
 from selfloop.run.compat import result_config
 from selfloop.run.opening import open_run, run_directory
@@ -334,7 +334,7 @@ def _invalid_config() -> Iterator[None]:
 def main(args: Any = None) -> None:
     """Run the CLI, turning user errors into a one-line message and exit status 2.
 
-    Lightning's per-phase banners are silenced for the whole run (``selfloop.console.quiet_lightning``),
+    Lightning's per-phase banners are silenced for the whole run (``selfloop.console.quiet.quiet_lightning``),
     whichever entry point calls this: ``selfloop fit``, ``python main.py``, ``selfloop validate``, a script.
     """
     try:

@@ -23,9 +23,9 @@ from torch import Tensor
 
 from selfloop.callbacks.evaluation import evaluation_callback
 from selfloop.classifiers.image_classifier import ImageClassifier
-from selfloop.console import quiet_lightning
+from selfloop.console.quiet import quiet_lightning
 from selfloop.data.base import SelfLoopDataModule
-from selfloop.module_spec import ModuleSpec
+from selfloop.training.module_spec import ModuleSpec
 
 POLL_SECONDS = 0.5
 """How often the loop looks for a stop request while workers fit."""

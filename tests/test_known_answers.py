@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from selfloop.data.digits import ColoredDigitsDataModule
-from selfloop.validation import HEADER, SCENARIOS, main
+from selfloop.known_answers import HEADER, SCENARIOS, main
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,20 +31,21 @@ from selfloop.callbacks.generated_sample_metrics import (
     SubgroupBalance,
 )
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan, PoolInputs
-from selfloop.catalogue import GENERATOR_ARCH
-from selfloop.classifier_fit import ClassifierFit, fit_concurrently
+from selfloop.core.catalogue import GENERATOR_ARCH
+from selfloop.training.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.classifiers.image_classifier import ImageClassifier
-from selfloop.console import PhaseProgress, print_summary
+from selfloop.console.progress import PhaseProgress
+from selfloop.console.summary import print_summary
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
-from selfloop.errors import MissingRunFileError
+from selfloop.core.errors import MissingRunFileError
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.loop_config import LoopConfig
+from selfloop.training.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
-from selfloop.module_spec import ModuleSpec
+from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
 from selfloop.run.topology import Topology

@@ -1,6 +1,6 @@
 """Does the simulator detect what it should? Known-answer scenarios, several seeds, one table.
 
-Each scenario is a shipped config (``configs/validation/*.yaml``) whose answer is known by construction
+Each scenario is a shipped config (``configs/known_answers/*.yaml``) whose answer is known by construction
 or from the model-collapse literature, and a list of expectations: a metric of an arch and the shift and
 trend verdicts that agree with the known answer. The verdicts are the report's own
 (``selfloop.analysis.verdicts``: per seed the shift at generation 1 and the slope over generations >= 1,
@@ -10,7 +10,7 @@ the statistics a user relies on reach the right conclusion here.
     selfloop validate                      # or: python scripts/validate.py (5 seeds per scenario)
     selfloop validate --seeds 0 1 2 --scenario density-seeking
 
-Runs go to ``--runs`` (default ``lightning_logs/validation``), one directory per scenario and seed; a
+Runs go to ``--runs`` (default ``lightning_logs/known_answers``), one directory per scenario and seed; a
 finished run is reused and an interrupted one resumed, so rerunning the command only does what is left.
 """
 
@@ -86,7 +86,7 @@ class Scenario:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "perfect-generator",
-        "configs/validation/perfect_generator.yaml",
+        "configs/known_answers/perfect_generator.yaml",
         (
             Expectation("lenet", "acc", FLAT, FLAT),
             Expectation("lenet", "md", FLAT, FLAT),
@@ -95,7 +95,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "one-time-shift",
-        "configs/validation/one_time_shift.yaml",
+        "configs/known_answers/one_time_shift.yaml",
         (
             # Every generation draws the same tilted resample of the real set: u_t jumps to its level at
             # generation 1 and stays; the classifiers' within-class bias jumps once and does not compound.
@@ -106,7 +106,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "density-seeking",
-        "configs/validation/density_seeking.yaml",
+        "configs/known_answers/density_seeking.yaml",
         (
             Expectation(GENERATOR_ARCH, "u_t", (INCREASES,)),
             # The tilt favours each class's own majority colour, and the majorities differ between classes,
@@ -120,7 +120,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     # Interventions on the compounding scenario: the same loop with a curation rule in the filter.
     Scenario(
         "density-seeking+balanced",
-        "configs/validation/density_seeking.yaml",
+        "configs/known_answers/density_seeking.yaml",
         (
             # Reparation: each generation's survivors are chosen to match the real colour mix, so the tilt
             # cannot compound through the training sets. It needs candidates of the minority colours to
@@ -142,7 +142,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "density-seeking+diversity",
-        "configs/validation/density_seeking.yaml",
+        "configs/known_answers/density_seeking.yaml",
         (
             Expectation(GENERATOR_ARCH, "u_t", ANY),
             Expectation("lenet", "md_within_class", ANY, ANY),
@@ -151,7 +151,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "perfect-generator+balanced",
-        "configs/validation/perfect_generator.yaml",
+        "configs/known_answers/perfect_generator.yaml",
         (
             # A perfect generator already draws the real mix: balancing to it must change nothing.
             Expectation("lenet", "acc", FLAT, FLAT),
@@ -161,7 +161,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "collapse-replace",
-        "configs/validation/collapse_replace.yaml",
+        "configs/known_answers/collapse_replace.yaml",
         (
             Expectation(GENERATOR_ARCH, "fid_raw", (INCREASES,)),
             Expectation(GENERATOR_ARCH, "gen_label_acc", (DECREASES,)),
@@ -169,7 +169,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "collapse-control",
-        "configs/validation/collapse_paper.yaml",
+        "configs/known_answers/collapse_paper.yaml",
         (
             Expectation(GENERATOR_ARCH, "fid_raw", NOT_UP),
             Expectation(GENERATOR_ARCH, "gen_label_acc", NOT_DOWN),
@@ -237,7 +237,7 @@ HEADER = ["scenario", "metric", "expected shift", "shift (generation 0 -> 1)", "
 
 def run_scenario(scenario: Scenario, seeds: Sequence[int], runs: Path, scale: str) -> list[Path]:
     """Run (or reuse) ``scenario`` for every seed; returns the run directories."""
-    from selfloop.cli import main as fit  # the training stack, imported only when something runs
+    from selfloop.cli.app import main as fit  # the training stack, imported only when something runs
 
     folder = runs / scale / scenario.name
     dirs = []
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[s.name for s in SCENARIOS],
         help="which scenarios (default: all)",
     )
-    parser.add_argument("--runs", type=Path, default=Path("lightning_logs/validation"), help="where runs go")
+    parser.add_argument("--runs", type=Path, default=Path("lightning_logs/known_answers"), help="where runs go")
     parser.add_argument("--scale", choices=list(SCALES), default="quick", help="quick (the README's) or tiny")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     options = parser.parse_args(argv)

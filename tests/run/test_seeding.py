@@ -1,6 +1,6 @@
 import torch
 
-from selfloop.seeding import phase_seed, seed_phase
+from selfloop.run.seeding import phase_seed, seed_phase
 
 
 def test_phase_seed_is_a_pure_function_of_the_position():

@@ -1,8 +1,8 @@
 """Values that cannot work, refused before any work starts: one line per problem, naming the flag and
 the valid range.
 
-``problems`` reads the parsed ``fit`` config (nothing instantiated, nothing read from disk):
-``--trainer.max_epochs``, an empty ``--loop.archs`` and an image size the chosen generator cannot
+``problems`` reads the parsed ``fit`` config (nothing instantiated, nothing read from disk): the plain
+values of ``value_checks``, an empty ``--loop.archs`` and an image size the chosen generator cannot
 produce. ``sample_memory_problem`` needs the real training set's size (``samples_per_generation`` may
 be a fraction of it), so the CLI calls it once the real data is loaded, still before a run directory
 exists.
@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from selfloop.classifiers.backbones import Arch
 from selfloop.classifiers.pretrained import PRETRAINED_ARCHS, weights_problem
+from selfloop.cli.value_checks import value_problems
 from selfloop.data.errors import CorruptDatasetError, DatasetNotFoundError
+from selfloop.generators.base import ConditionalGenerator
 from selfloop.metrics.fid import inception_weights_problem
 from selfloop.run.atomic import format_bytes
 
@@ -28,67 +29,17 @@ if TYPE_CHECKING:
 
     from selfloop.data.base import SelfLoopDataModule
     from selfloop.filtering.sample_filter import SampleFilter
-    from selfloop.loop_config import LoopConfig
+    from selfloop.training.loop_config import LoopConfig
 
 IMAGE_SIZE_FLAG = "--data.init_args.image_size"
 # cgroup v2 and v1 memory limits (a container's or a SLURM job's share of the machine).
 CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
-# The largest base seed: numpy's seeds are 32-bit, and torch's generators overflow on larger ones.
-MAX_SEED = 2**32 - 1
-# Hyperparameters of the model and generator groups, by name, with the range each must lie in: the
-# optimisers and layers would refuse these only when the first fit builds them, after the run has started.
-_POSITIVE = ("lr",)
-_UNIT = ("dropout", "beta1", "beta2", "ema_decay", "momentum")
-_NON_NEGATIVE = ("weight_decay", "aux_weight", "guidance_scale")
-_COUNTS = ("width", "latent_dim", "rank", "alpha", "sample_steps", "sample_batch_size")
-
-
 def problems(config: Namespace) -> list[str]:
-    """Messages naming each flag of the parsed ``fit`` config whose value cannot work (empty if none)."""
-    found = [p for p in (_max_epochs(config), _panel(config), _image_size(config), _seed(config)) if p]
-    for prefix, group in (
-        ("--model.", config.get("model")),
-        ("--generator.init_args.", config.get("generator.init_args")),
-    ):
-        found += _hyperparameters(prefix, group)
-    return found
-
-
-def _seed(config: Namespace) -> str | None:
-    seed = config.get("loop.seed")
-    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
-        return f"--loop.seed must be an integer in [0, {MAX_SEED}], got {seed}"
-    return None
-
-
-def _hyperparameters(prefix: str, group: Namespace | None) -> list[str]:
-    """Messages for each known hyperparameter of a group that lies outside its range."""
-    found = []
-    for name, value in (vars(group) if group is not None else {}).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        flag = f"{prefix}{name}"
-        if name in _POSITIVE and not (math.isfinite(value) and value > 0):
-            found.append(f"{flag} must be a finite number > 0, got {value}")
-        elif name in _UNIT and not 0 <= value < 1:
-            found.append(f"{flag} must be in [0, 1), got {value}")
-        elif name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
-            found.append(f"{flag} must be a finite number >= 0, got {value}")
-        elif name in _COUNTS and not (isinstance(value, int) and value >= 1):
-            found.append(f"{flag} must be an integer >= 1, got {value}")
-    return found
-
-
-def _max_epochs(config: Namespace) -> str | None:
-    epochs = config.get("trainer.max_epochs")
-    if epochs is not None and epochs < 1:
-        return (
-            "--trainer.max_epochs must be >= 1 (the epoch cap of every classifier fit; 0 would evaluate "
-            f"untrained classifiers), got {epochs}"
-        )
-    return None
+    """Messages naming each flag of the parsed ``fit`` config whose value cannot work (empty if none): the
+    plain values (``value_checks``), an empty panel and an image size the chosen generator cannot make."""
+    return value_problems(config) + [p for p in (_panel(config), _image_size(config)) if p]
 
 
 def _panel(config: Namespace) -> str | None:
@@ -106,32 +57,18 @@ def _image_size(config: Namespace) -> str | None:
     size = config.get("data.init_args.image_size", getattr(data_class, "image_size", None))
     if not isinstance(size, int) or isinstance(size, bool):
         return None
-    generator = _class(config.get("generator.class_path"))
-    name = generator.__name__ if generator is not None else "generator"
-    if _is_subclass(generator, "selfloop.generators.dcgan", "ConditionalDCGAN"):
-        # Every upsampling doubles a 4x4 start, and the discriminator halves back to 4x4.
-        if size < 16 or size & (size - 1):
-            return (
-                f"{IMAGE_SIZE_FLAG} must be 4 * 2^k >= 16 (16, 32, 64, 128, ...) for the generator {name}, "
-                f"got {size}"
-            )
+    generator = _generator_class(config)
+    if generator is None:
         return None
-    if _is_subclass(generator, "selfloop.generators.stable_diffusion", "StableDiffusionLoRA"):
-        resolutions = {
-            k: config.get(f"generator.init_args.{k}") for k in ("sample_resolution", "train_resolution")
-        }
-        unset = [k for k, v in resolutions.items() if v is None]
-        # The VAE downsamples by 8; an image size is only used as a resolution where none is given.
-        if unset and (size < 8 or size % 8):
-            flags = " and ".join(f"--generator.init_args.{k}" for k in unset)
-            return (
-                f"{IMAGE_SIZE_FLAG} must be a multiple of 8 (8, 16, 24, ...; the VAE's factor) for the "
-                f"generator {name}, got {size}, unless {flags} {'is' if len(unset) == 1 else 'are'} set "
-                "(the samples are then resized to the image size)"
-            )
-    if size < 1:
-        return f"{IMAGE_SIZE_FLAG} must be >= 1, got {size}"
-    return None
+    init_args = config.get("generator.init_args")
+    return generator.image_size_problem(size, vars(init_args) if init_args else {}, IMAGE_SIZE_FLAG)
+
+
+def _generator_class(config: Namespace) -> type[ConditionalGenerator] | None:
+    generator = _class(config.get("generator.class_path"))
+    if isinstance(generator, type) and issubclass(generator, ConditionalGenerator):
+        return generator
+    return None  # the parser reports a class that is not a generator itself
 
 
 def _class(class_path: str | None) -> type | None:
@@ -142,13 +79,6 @@ def _class(class_path: str | None) -> type | None:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return None  # the parser reports an unknown class itself
-
-
-def _is_subclass(cls: type | None, module: str, name: str) -> bool:
-    # A subclass of a class means its module is imported already: no need to import (say) diffusers
-    # just to learn that a DCGAN is not a Stable Diffusion model.
-    loaded = sys.modules.get(module)
-    return cls is not None and loaded is not None and issubclass(cls, getattr(loaded, name))
 
 
 def sample_set_bytes(
@@ -210,20 +140,10 @@ def missing_prerequisites(config: Namespace, data: SelfLoopDataModule | None) ->
     inception = config.get("loop.fid_extractor") == "inception"
     if inception and (err := inception_weights_problem(config.get("loop.fid_inception_weights"))) is not None:
         found.append(str(err))
-    generator = _class(config.get("generator.class_path"))
-    if (
-        _is_subclass(generator, "selfloop.generators.stable_diffusion", "StableDiffusionLoRA")
-        and config.get("generator.init_args.weights", "pretrained") == "pretrained"
-    ):
-        from selfloop.generators.stable_diffusion import pretrained_weights_problem
-
-        init = config.get("generator.init_args")
-        err = pretrained_weights_problem(
-            init.get("pretrained_path", "weights/stable-diffusion-v1-5"),
-            bool(init.get("allow_download", False)),
-        )
-        if err is not None:
-            found.append(str(err))
+    generator = _generator_class(config)
+    init = config.get("generator.init_args")
+    if generator is not None and (err := generator.missing_weights(vars(init) if init else {})) is not None:
+        found.append(err)
     return found
 
 

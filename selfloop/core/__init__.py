@@ -1,0 +1,1 @@
+"""Shared foundations of every layer: the error base, the metric catalogue, eval mode, the offline switch."""
