@@ -1,10 +1,10 @@
 """The ``selfloop`` command: ``selfloop fit|report|validate ...`` (also ``python -m selfloop``, ``python main.py``).
 
-* ``selfloop fit --config configs/digits.yaml`` runs the self-consuming loop (``selfloop.cli``; the rest
+* ``selfloop fit --config configs/digits.yaml`` runs the self-consuming loop (``selfloop.cli.app``; the rest
   of the line is LightningCLI's, so ``selfloop fit --help`` lists every flag);
 * ``selfloop report RUNS --out DIR`` writes the figures, tables and ``index.html`` of run directories
   (``selfloop.analysis.report``);
-* ``selfloop validate`` checks that the loop measures what it should (``selfloop.validation``).
+* ``selfloop validate`` checks that the loop measures what it should (``selfloop.known_answers``).
 
 Each subcommand's module is imported only when that subcommand runs: ``selfloop report`` does not load
 the training code, and ``selfloop --help`` answers at once.
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 PROG = "selfloop"
 # subcommand: (the module whose ``main(argv)`` it runs, its one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "fit": ("selfloop.cli", "run the loop: selfloop fit --config configs/digits.yaml"),
+    "fit": ("selfloop.cli.app", "run the loop: selfloop fit --config configs/digits.yaml"),
     "report": ("selfloop.analysis.report", "figures, tables, index.html: selfloop report RUNS --out DIR"),
-    "validate": ("selfloop.validation", "check that the loop measures what it should"),
+    "validate": ("selfloop.known_answers", "check that the loop measures what it should"),
 }
 
 
@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from selfloop.run import early_signals
 
         early_signals.install()
+        # Then a plain value that cannot work is refused in a second, before the training stack's import.
+        from selfloop.cli.preflight import refuse_early
+
+        refuse_early(rest)
     module = _module(args.command)
     if args.command == "fit":
         # From the real command line LightningCLI reads sys.argv itself ("fit" included): DDP
