@@ -108,12 +108,14 @@ fi
 
 # The Colored MNIST generation: the paper's config with 1 epoch per fit (the generator's step floor
 # min_steps off, so 1 epoch is 1 epoch); the CLIP filter's weights are a download, so the uncertainty
-# filter scores alone. bench_generations needs 2 generations (K < N).
+# filter scores alone. bench_generations needs 2 generations (K < N); the dry run takes 3, so its check of
+# the generations after the queue is full has one to compare.
+if [[ "$DRY" == 1 ]]; then GENERATIONS=3; else GENERATIONS=2; fi
 GENERATION=(
-    scripts/bench_generations.py -n 2 -k 1 --epochs 1 --generator-epochs 1 --image-size 32 --threads 0
+    scripts/bench_generations.py -n "$GENERATIONS" -k 1 --epochs 1 --generator-epochs 1 --image-size 32 --threads 0
     --run-dir "$OUT/generation_run" --
     --config configs/colored_mnist_unbiased.yaml --data.init_args.root "$MNIST"
-    --loop.generations 2 --loop.queue_capacity 1 --loop.generator_epochs 1 --loop.early_stopping_patience 1
+    --loop.generations "$GENERATIONS" --loop.queue_capacity 1 --loop.generator_epochs 1 --loop.early_stopping_patience 1
     --generator.init_args.min_steps null --trainer.max_epochs 1 --trainer.enable_progress_bar false
     --filter.scorers '[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]'
 )
@@ -139,7 +141,7 @@ wait_inputs() {
 }
 
 if [[ "$DRY" == 1 ]]; then
-    run_step cuda_tests 60 "$PYTHON" -m pytest -q -p no:cacheprovider -rs -k cuda $CUDA_TESTS
+    run_step cuda_tests 60 "$PYTHON" -m pytest -q -p no:cacheprovider -n 0 -rs -k cuda $CUDA_TESTS
     run_step overhead 60 "$PYTHON" scripts/bench_overhead.py --device cpu --steps 10 --repeats 1 --warmup-steps 2
     run_step classifiers 60 "$PYTHON" scripts/bench_classifiers.py --device cpu --threads 1 \
         --scratch-archs lenet --scratch-size 16 --scratch-batch 4 --imagenet-archs mobilenet_v3 \
@@ -152,7 +154,7 @@ if [[ "$DRY" == 1 ]]; then
     run_step sd 60 "$PYTHON" scripts/bench_sd.py --device cpu --threads 1 --weights pretrained \
         --pretrained-path "$OUT/tiny-sd" --resolution 32 --num-classes 2
 else
-    run_step cuda_tests 20 "$PYTHON" -m pytest -q -p no:cacheprovider -rs -k cuda $CUDA_TESTS
+    run_step cuda_tests 20 "$PYTHON" -m pytest -q -p no:cacheprovider -n 0 -rs -k cuda $CUDA_TESTS
     run_step overhead 30 "$PYTHON" scripts/bench_overhead.py --device cuda --cudnn-benchmark
     run_step classifiers 90 "$PYTHON" scripts/bench_classifiers.py --device cuda --budget-s 70
     # About Colored MNIST's 54,000 training digits, in whole batches of 128 (no recompilation).

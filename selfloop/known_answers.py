@@ -289,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[s.name for s in SCENARIOS],
         help="which scenarios (default: all)",
     )
-    parser.add_argument("--runs", type=Path, default=Path("lightning_logs/known_answers"), help="where runs go")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("lightning_logs/known_answers"), help="where runs go"
+    )
     parser.add_argument("--scale", choices=list(SCALES), default="quick", help="quick (the README's) or tiny")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     options = parser.parse_args(argv)

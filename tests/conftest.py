@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-# Two cores here and in CI: more threads only contend.
-torch.set_num_threads(2)
+# Two cores here and in CI. The README's command runs two pytest-xdist workers: each worker, and every process
+# it starts, then gets one thread (two workers of two threads each would contend); a single process gets two.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 TINY_RUN = [
     "--data.init_args.image_size", "16",

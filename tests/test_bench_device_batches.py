@@ -33,7 +33,7 @@ def _run(*args: str, cwd: Path) -> dict[str, str]:
     return values(result.stdout)
 
 
-def _check_pair(found: dict[str, str], prefix: str, steps: int, skip: int, repeats: int) -> None:
+def check_pair(found: dict[str, str], prefix: str, steps: int, skip: int, repeats: int) -> None:
     # Every figure is recomputed from the printed ones it derives from, within what their printing rounded.
     runs = {path: found[f"{prefix}{path}_runs_s"].split() for path in PATHS}
     steady = {path: found[f"{prefix}{path}_steady_ms_per_step"] for path in PATHS}
@@ -56,30 +56,6 @@ def _check_pair(found: dict[str, str], prefix: str, steps: int, skip: int, repea
     assert number(found[f"{prefix}max_param_diff"]) == 0
 
 
-def test_bench_device_batches_prints_both_paths_and_their_ratio(gpu_dry_run):
-    # The GPU check's dry run ran it: --device cpu --steps 10 --repeats 1 --warmup-steps 1 --image-size 16
-    # --compile --compile-backend eager.
-    _, logs = gpu_dry_run
-    found = values((logs / "device_batches.log").read_text())
-    assert found["device"] == "cpu (cpu)"
-    assert found["setup"].startswith("arch lenet  data digits 1259x3x16x16 uint8  batch_size 64")
-    assert found["steps"] == "10  skip: 1  repeats: 1"
-    loader = {p: found[f"loader_{p}_us_per_batch"] for p in PATHS}
-    assert all(number(v) > 0 for v in loader.values())
-    assert agrees_within_rounding(
-        found["loader_ratio"], lambda a, b: a / b, loader["dataloader"], loader["device_batches"]
-    )
-    _check_pair(found, "", steps=10, skip=1, repeats=1)
-    assert found["compile_backend"] == "eager"
-    _check_pair(found, "compiled_", steps=10, skip=1, repeats=1)
-    assert agrees_within_rounding(
-        found["compile_speedup"],
-        lambda a, b: a / b,
-        found["device_batches_steady_ms_per_step"],
-        found["compiled_device_batches_steady_ms_per_step"],
-    )
-
-
 def test_bench_device_batches_on_synthetic_data_in_full_batches(tmp_path):
     # 64 images in batches of 16 over 3 epochs: every epoch ends on a full batch, where the two paths
     # must still draw the next epoch's order identically (the weights would differ otherwise).
@@ -89,5 +65,5 @@ def test_bench_device_batches_on_synthetic_data_in_full_batches(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert "synthetic 64x3x16x16" in found["setup"]
-    _check_pair(found, "", steps=10, skip=1, repeats=2)
+    check_pair(found, "", steps=10, skip=1, repeats=2)
     assert "compiled_ratio" not in found

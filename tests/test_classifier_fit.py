@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
-from selfloop.training.classifier_fit import ClassifierFit
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.digits import ColoredDigitsDataModule
+from selfloop.training.classifier_fit import ClassifierFit
 from selfloop.training.module_spec import ModuleSpec
 
 SIZE = 16

@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli_run import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from selfloop.cli.app import SelfLoopCLI, main
@@ -104,9 +103,6 @@ def test_bad_config_values_name_the_flag(tmp_path, capsys, flag, value, message)
 def test_unwritable_run_directory_names_the_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = subprocess.run(
-        [sys.executable, "main.py", "fit", "--config", "configs/digits.yaml", "--loop.run_dir", str(blocker / "run")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_cli(["fit", "--config", "configs/digits.yaml", "--loop.run_dir", str(blocker / "run")])
     assert result.returncode != 0
     assert str(blocker / "run") in result.stderr and "Traceback" not in result.stderr

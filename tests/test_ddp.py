@@ -17,12 +17,19 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# Each data policy with a share of the real data: (flags, queued generations at the end, real images per
-# training set after generation 1's generator as a fraction of the real training set).
+# A data policy with a share of the real data: (flags, queued generations at the end, real images per
+# training set after generation 1's generator as a fraction of the real training set). One run in two
+# processes; every policy and share is checked in one process by tests/test_resume.py::
+# test_every_data_policy_resumes_exactly (train set sizes phase after phase), which a rank's share follows.
 POLICIES = {
-    "replace-half-real": (("--loop.data_policy", "replace", "--loop.real_fraction", "0.5"), [2], 0.5),
-    "accumulate-no-real": (("--loop.data_policy", "accumulate", "--loop.real_fraction", "0"), [1, 2], 0.0),
+    "accumulate-half-real": (
+        ("--loop.data_policy", "accumulate", "--loop.real_fraction", "0.5"),
+        [1, 2],
+        0.5,
+    ),
 }
+# Generated images in each training set after the judge: g1 classifier, g2 generator, g2 classifier.
+QUEUED_IMAGES = {"accumulate-half-real": [40, 40, 80]}
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
@@ -67,7 +74,7 @@ def test_two_process_ddp_run(tiny_run_args, tmp_path, policy):
     # g0 classifier, the judge and g1 generator: all real data; then the real share plus the queue.
     labels = real.train.labels
     kept_real = sum(round(int((labels == c).sum()) * share) for c in labels.unique())
-    queue_sizes = {"replace-half-real": [40, 40, 40], "accumulate-no-real": [40, 40, 80]}[policy]
+    queue_sizes = QUEUED_IMAGES[policy]
     full = len(labels)
     assert [int(line.split()[0]) for line in rank0] == [
         full,

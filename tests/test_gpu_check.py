@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.rounding import agrees_within_rounding
+from test_bench_device_batches import PATHS, check_pair
+from test_benchmarks_run import check_generations, check_overhead, number, values
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
@@ -46,9 +49,9 @@ def test_dry_run_prints_a_number_for_every_step(gpu_dry_run):
     assert any("eager" in s for s in settings) and any("compiled" in s for s in settings)
     assert any("(scratch)" in s for s in settings) and any("(imagenet)" in s for s in settings)
     assert any("compiled" in r[1] for r in by_step["device_batches"])
-    # Generations 0, 1 and 2 of the Colored MNIST run, on synthetic digits (no MNIST in a dry run).
+    # Generations 0 to 3 of the Colored MNIST run, on synthetic digits (no MNIST in a dry run).
     generations = [r for r in by_step["generation"] if r[3] == "s"]
-    assert len(generations) == 3 and all("synthetic" in r[1] for r in generations)
+    assert len(generations) == 4 and all("synthetic" in r[1] for r in generations)
     assert {"LoRA training", "sampling"} <= {
         w for r in by_step["sd"] for w in ("LoRA training", "sampling") if w in r[1]
     }
@@ -64,3 +67,45 @@ def test_bad_arguments_exit_2_before_doing_anything(tmp_path):
     wrong = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "DRY must be 0 or 1" in wrong.stderr
     assert not (tmp_path / "logs").exists()
+
+
+# The benchmarks' figures, read from the dry run's step logs rather than by running each script again (the
+# dry run is a session fixture; this file runs on one pytest-xdist worker, --dist loadfile).
+def test_bench_overhead_prints_the_ratio_and_the_goal(gpu_dry_run):
+    # The GPU check's dry run ran it: bench_overhead.py --device cpu --steps 10 --repeats 1 --warmup-steps 2.
+    _, logs = gpu_dry_run
+    found = values((logs / "overhead.log").read_text())
+    check_overhead(found, steps=10, repeats=1)
+    assert found["arch"].startswith("lenet  data: digits ") and found["arch"].endswith("batch_size: 64")
+
+
+def test_bench_device_batches_prints_both_paths_and_their_ratio(gpu_dry_run):
+    # The GPU check's dry run ran it: --device cpu --steps 10 --repeats 1 --warmup-steps 1 --image-size 16
+    # --compile --compile-backend eager.
+    _, logs = gpu_dry_run
+    found = values((logs / "device_batches.log").read_text())
+    assert found["device"] == "cpu (cpu)"
+    assert found["setup"].startswith("arch lenet  data digits 1259x3x16x16 uint8  batch_size 64")
+    assert found["steps"] == "10  skip: 1  repeats: 1"
+    loader = {p: found[f"loader_{p}_us_per_batch"] for p in PATHS}
+    assert all(number(v) > 0 for v in loader.values())
+    assert agrees_within_rounding(
+        found["loader_ratio"], lambda a, b: a / b, loader["dataloader"], loader["device_batches"]
+    )
+    check_pair(found, "", steps=10, skip=1, repeats=1)
+    assert found["compile_backend"] == "eager"
+    check_pair(found, "compiled_", steps=10, skip=1, repeats=1)
+    assert agrees_within_rounding(
+        found["compile_speedup"],
+        lambda a, b: a / b,
+        found["device_batches_steady_ms_per_step"],
+        found["compiled_device_batches_steady_ms_per_step"],
+    )
+
+
+def test_bench_generations_prints_a_row_per_generation(gpu_dry_run):
+    # The GPU check's dry run ran it: -n 3 -k 1 --epochs 1 --generator-epochs 1 --image-size 32, run in
+    # <logs>/generation_run.
+    _, logs = gpu_dry_run
+    log = (logs / "generation.log").read_text()
+    check_generations(log, generations=3, capacity=1, run_dir=logs / "generation_run")

@@ -2,8 +2,8 @@
 
 The density-seeking scenario runs on 5 seeds: its u_t grows by construction, and with the table's tests in
 one Holm family that growth is found even at this size (with 3 seeds, df = 2, the strictest step would need
-a t of about 20). The perfect generator runs on 3 seeds (the fewest that give a verdict) for the table's
-shape, and one seed of it, reused, must be called "cannot be judged". The collapse scenarios' configs are
+a t of about 20); one seed of it, reused, must be called "cannot be judged". That the perfect generator's
+samples are real training images is tested on the generator itself (tests/generators/test_reference.py). The collapse scenarios' configs are
 parsed with the other shipped configs (tests/test_configs.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.known_answers import HEADER, SCENARIOS, main
 
 pytestmark = pytest.mark.slow
@@ -55,32 +53,13 @@ def test_tiny_known_answer_tables(tmp_path, monkeypatch, capfd):
     assert status == (0 if all(r[6] == "yes" for r in rows) else 1)
     assert "form one family, corrected by Holm's method" in console
 
-    # The perfect generator on 3 seeds: a table of its own, every verdict over 3 seeds.
-    perfect = main(
-        [*common, "--scenario", "perfect-generator", "--seeds", "0", "1", "2", "--out", str(single)]
-    )
-    perfect_rows = _table(single)
-    assert [r[0] for r in perfect_rows] == ["perfect-generator"] * 3 and all(
-        "over 3 seeds" in r[5] for r in perfect_rows
-    )
-    assert perfect == (0 if all(r[6] == "yes" for r in perfect_rows) else 1)
-    # Its queued samples are real training images, byte for byte.
-    real = ColoredDigitsDataModule(bias="biased", majority=0.6, image_size=32).real.train.images
-    real_images = {image.numpy().tobytes() for image in real}
-    shards = sorted((runs / "tiny" / "perfect-generator" / "seed_0" / "queue").glob("gen_*.pt"))
-    assert len(shards) == 3
-    for shard in shards:
-        assert all(
-            image.numpy().tobytes() in real_images for image in torch.load(shard, weights_only=True)["images"]
-        )
-
     # A second call reuses the finished runs and gives the same table.
     assert main([*common, *reference, "--out", str(judged)]) == status
     assert _table(judged) == rows
 
     # One seed gives no verdict, and the command fails rather than claim agreement (seed 0's finished run
     # is reused: no new run).
-    assert main([*common, "--scenario", "perfect-generator", "--seeds", "0", "--out", str(single)]) == 1
+    assert main([*common, *reference[:2], "--seeds", "0", "--out", str(single)]) == 1
     single_rows = _table(single)
-    assert len(single_rows) == 3
+    assert len(single_rows) == len(wanted.expectations)
     assert all(r[5].startswith("cannot be judged: 1 seed with a trend") and r[6] == "NO" for r in single_rows)

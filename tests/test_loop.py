@@ -20,8 +20,8 @@ import torch
 from helpers.tiny_loop import SIZE, tiny_loop
 from lightning.pytorch.callbacks import Callback
 
-from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.core.errors import RunInterrupted
+from selfloop.data.digits import ColoredDigitsDataModule
 
 # What every generation n >= 1 measures on its samples, in the order of its metrics.csv rows.
 GENERATOR_METRICS = [

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_RUN
+from helpers.cli_run import run_cli
 from helpers.rounding import agrees_within_rounding
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_benchmarks_run import number, values
@@ -82,9 +83,7 @@ def test_a_killed_concurrent_run_resumes_to_the_serial_runs_metrics(tiny_run_arg
     completed = json.loads((tmp_path / "run" / "manifest.json").read_text())["completed"]
     assert "g1/classifier/lenet" in completed and "g1/classifier/alexnet" not in completed
 
-    resumed = subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    resumed = run_cli(args)  # the kill needs a process of its own; the resume runs here
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.csv").read_text() == (kept / "serial" / "metrics.csv").read_text()
 
@@ -93,9 +92,7 @@ def test_panel_workers_with_a_multi_process_trainer_is_refused_before_any_work(t
     run = tmp_path / "run"
     args = tiny_run_args(run, *PANEL, "--loop.panel_workers", "2")
     args += ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    result = subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    result = run_cli(args)
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(error_lines) == 1, result.stderr[-2000:]

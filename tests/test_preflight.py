@@ -64,13 +64,13 @@ def test_what_it_cannot_read_is_left_to_the_parser(tmp_path):
     [["--model.lr", "-1"], ["--loop.seed", "100000000000000000000"], ["--trainer.max_epochs", "0"],
      ["--generator.init_args.beta1", "1", "--generator.init_args.width", "0"], ["--model.dropout", "1.5"]],
 )  # fmt: skip
-def test_the_preflight_names_the_same_flags_as_the_typed_parser(tiny_run_args, tmp_path, capsys, monkeypatch, flags):
+def test_the_preflight_names_the_same_flags_as_the_typed_parser(
+    tiny_run_args, tmp_path, capsys, monkeypatch, flags
+):
     from helpers.cli_errors import one_error_line
 
     typed = one_error_line(tiny_run_args(tmp_path / "run", *flags), capsys, monkeypatch)
     early = early_problems(tiny_run_args(tmp_path / "run", *flags)[1:])
-    assert _flags(early) == _flags(typed.removeprefix("selfloop: error: ").split("; "))
-
-
-def _flags(messages: list[str]) -> list[str]:
-    return sorted(message.split(" must ")[0] for message in messages)
+    # The same problems (one " must " each), naming the same flags; numbers may be spelled otherwise (-1, -1.0).
+    assert len(early) == typed.count(" must ") >= 1
+    assert all(f"{message.split(' must ')[0]} must " in typed for message in early)

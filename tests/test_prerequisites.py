@@ -6,8 +6,8 @@ from __future__ import annotations
 from helpers.cli_errors import one_error_line
 
 from selfloop.classifiers.pretrained import expected_weights_path
-from selfloop.metrics.fid import default_inception_weights_path
 from selfloop.core.offline import download_blocker, host_reachable
+from selfloop.metrics.fid import default_inception_weights_path
 
 
 def test_paper_config_without_data_and_clip_weights_names_both(hub_dir, tmp_path, capsys, monkeypatch):
@@ -61,7 +61,9 @@ def test_missing_stable_diffusion_weights_are_asked_of_the_generator_and_listed_
             "--generator.init_args.pretrained_path", str(weights),
             "--loop.fid_extractor", "inception", "--loop.fid_inception_weights", str(tmp_path / "inception.pth")]  # fmt: skip
     line = one_error_line(tiny_run_args(tmp_path / "run", *args), capsys, monkeypatch)
-    assert line.startswith("selfloop: error: 2 things this run needs are missing: (1) FID Inception weights not found")
+    assert line.startswith(
+        "selfloop: error: 2 things this run needs are missing: (1) FID Inception weights not found"
+    )
     assert f"(2) Stable Diffusion weights not found: {weights} does not exist (downloading is off;" in line
     assert not (tmp_path / "run").exists()
 

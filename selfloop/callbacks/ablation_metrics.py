@@ -10,9 +10,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
 
+from selfloop.core.eval_mode import evaluating
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.segmented import SegmentedImages
-from selfloop.core.eval_mode import evaluating
 from selfloop.metrics.ablations import ablate_box_gray, ablate_box_tile, ablate_object_gray
 
 ABLATIONS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {

@@ -9,9 +9,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from selfloop.core.eval_mode import evaluating
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.image_set import ImageSet
-from selfloop.core.eval_mode import evaluating
 from selfloop.metrics.fairness import GroupFairness
 
 

@@ -15,8 +15,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from selfloop.core.catalogue import GENERATOR_ARCH
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.core.catalogue import GENERATOR_ARCH
 from selfloop.data.image_set import ImageSet
 from selfloop.metrics.diversity import features_of, kernel_inception_distance, precision_recall
 from selfloop.metrics.fid import FidTracker

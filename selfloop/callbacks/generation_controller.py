@@ -15,8 +15,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from selfloop.callbacks.generated_sample_metrics import GeneratedSampleMetrics, GeneratedSamples
-from selfloop.core.catalogue import GENERATOR_ARCH
 from selfloop.classifiers.image_classifier import ImageClassifier
+from selfloop.core.catalogue import GENERATOR_ARCH
 from selfloop.filtering.audit import write_audit
 from selfloop.filtering.review import ReviewPending, export_review, read_review
 from selfloop.filtering.sample_filter import FilterResult, SampleFilter

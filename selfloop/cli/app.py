@@ -21,7 +21,6 @@ from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.cli.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
 from selfloop.cli.config_checks import problems as config_problems
 from selfloop.console.quiet import quiet_lightning
-from selfloop.data.base import SelfLoopDataModule
 from selfloop.core.errors import (
     InvalidConfigError,
     MissingWeightsError,
@@ -29,18 +28,19 @@ from selfloop.core.errors import (
     RunInterrupted,
     SelfLoopError,
 )
+from selfloop.data.base import SelfLoopDataModule
 from selfloop.filtering.review import ReviewPending
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.dcgan import ConditionalDCGAN
-from selfloop.training.loop import SelfConsumingLoop
-from selfloop.training.loop_config import LoopConfig
-from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.atomic import named_write_error
 from selfloop.run.compat import result_config
 from selfloop.run.opening import open_run, run_directory
 from selfloop.run.phases import PhaseRunner
 from selfloop.run.topology import Topology
+from selfloop.training.loop import SelfConsumingLoop
+from selfloop.training.loop_config import LoopConfig
+from selfloop.training.module_spec import ModuleSpec
 
 RUN_DIR_FLAG = "--loop.run_dir"
 TRAINER_DEFAULTS: dict[str, Any] = {

@@ -56,7 +56,9 @@ def refuse_early(argv: Sequence[str]) -> None:
     found = early_problems(argv)
     if found:
         prog = f"{os.path.basename(sys.argv[0])} fit"
-        sys.stderr.write(f"selfloop: error: {'; '.join(found)}\n(`{prog} --help` lists every option and its type)\n")
+        sys.stderr.write(
+            f"selfloop: error: {'; '.join(found)}\n(`{prog} --help` lists every option and its type)\n"
+        )
         sys.exit(2)
 
 

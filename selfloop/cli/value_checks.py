@@ -23,7 +23,6 @@ _NON_NEGATIVE = ("weight_decay", "aux_weight", "guidance_scale")
 _COUNTS = ("width", "latent_dim", "rank", "alpha", "sample_steps", "sample_batch_size")
 
 
-
 def value_problems(config: Namespace) -> list[str]:
     """Messages naming each flag whose plain value cannot work: ``--trainer.max_epochs``, ``--loop.seed`` and the
     model's and generator's hyperparameters (learning rate, dropout, betas, widths, ...)."""

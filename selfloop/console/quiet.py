@@ -37,6 +37,7 @@ LIGHTNING_WARNINGS: tuple[str, ...] = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
 
+
 class _BannerFilter(logging.Filter):
     """Drops the log records whose message starts with one of ``patterns``."""
 
@@ -74,5 +75,3 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(log_filter)
-
-

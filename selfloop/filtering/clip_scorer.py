@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfloop.core.errors import MissingWeightsError
-from selfloop.filtering.scorers import Scorer, ScoringContext
 from selfloop.core.offline import download_blocker, downloads_allowed_by_env
+from selfloop.filtering.scorers import Scorer, ScoringContext
 
 UNCERTAINTY_ONLY_FLAG = "--filter.scorers '[{class_path: selfloop.filtering.scorers.UncertaintyScorer}]'"
 """The command-line flag that replaces the configured scorers by the previous classifier's uncertainty."""

@@ -175,7 +175,8 @@ class StableDiffusionLoRA(ConditionalGenerator):
         if init_args.get("weights", "pretrained") != "pretrained":
             return None
         err = pretrained_weights_problem(
-            init_args.get("pretrained_path", "weights/stable-diffusion-v1-5"), bool(init_args.get("allow_download"))
+            init_args.get("pretrained_path", "weights/stable-diffusion-v1-5"),
+            bool(init_args.get("allow_download")),
         )
         return None if err is None else str(err)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from selfloop.data.image_set import ImageSet
 from selfloop.core.errors import SelfLoopError
+from selfloop.data.image_set import ImageSet
 from selfloop.run.atomic import atomic_torch_save, sha256_file
 
 

@@ -31,25 +31,25 @@ from selfloop.callbacks.generated_sample_metrics import (
     SubgroupBalance,
 )
 from selfloop.callbacks.generation_controller import GenerationController, GenerationPlan, PoolInputs
-from selfloop.core.catalogue import GENERATOR_ARCH
-from selfloop.training.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.console.progress import PhaseProgress
 from selfloop.console.summary import print_summary
+from selfloop.core.catalogue import GENERATOR_ARCH
+from selfloop.core.errors import MissingRunFileError
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.data.splits import stratified_split
 from selfloop.data.subgroup_cells import SubgroupCellData
-from selfloop.core.errors import MissingRunFileError
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.training.loop_config import LoopConfig
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
-from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
 from selfloop.run.topology import Topology
 from selfloop.run.user_loggers import PhasePrefixed, user_loggers
+from selfloop.training.classifier_fit import ClassifierFit, fit_concurrently
+from selfloop.training.loop_config import LoopConfig
+from selfloop.training.module_spec import ModuleSpec
 
 
 class SelfConsumingLoop:

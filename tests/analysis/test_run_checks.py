@@ -3,19 +3,17 @@ recorded rows, a damaged config or an infinite value is refused naming the file,
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from selfloop.__main__ import main as selfloop_main
 from selfloop.analysis.runs import RunLoadError, load_run
 from selfloop.run.atomic import sha256_file
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {
     "model": {"arch": "lenet"},
     "data": {"class_path": "selfloop.data.digits.ColoredDigitsDataModule"},
@@ -116,19 +114,16 @@ def test_an_infinite_value_of_a_run_without_recorded_rows_names_the_line(run):
 
 
 @pytest.mark.parametrize("name", ["metrics.csv", "config.yaml"])
-def test_report_on_a_binary_file_is_one_line_without_traceback(run, tmp_path, name):
+def test_report_on_a_binary_file_is_one_line_without_traceback(run, tmp_path, name, capsys):
     if name == "metrics.csv":
         manifest = Manifest.load(run / "manifest.json")
         manifest.metrics = None  # nothing recorded to fall back on
         manifest.save(run / "manifest.json")
     (run / name).write_bytes(b"\x89\xf6\x00garbage" * 40)
-    result = subprocess.run(
-        [sys.executable, "-m", "selfloop.analysis.report", str(run), "--out", str(tmp_path / "out")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
+    # ``selfloop report`` in this process (tests/analysis/test_report.py runs the report as a command).
+    with pytest.raises(SystemExit) as exited:
+        selfloop_main(["report", str(run), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
     assert str(run / name) in line and "not UTF-8 text" in line

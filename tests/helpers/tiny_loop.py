@@ -16,14 +16,14 @@ from selfloop.data.digits import ColoredDigitsDataModule
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.generators.base import ConditionalGenerator
 from selfloop.generators.reference import PerfectGenerator
-from selfloop.training.loop import SelfConsumingLoop
-from selfloop.training.loop_config import LoopConfig
-from selfloop.training.module_spec import ModuleSpec
 from selfloop.run.layout import RunDirectory
 from selfloop.run.manifest import Manifest
 from selfloop.run.metrics_log import MetricsLog
 from selfloop.run.phases import PhaseRunner
 from selfloop.run.queue import StackingQueue
+from selfloop.training.loop import SelfConsumingLoop
+from selfloop.training.loop_config import LoopConfig
+from selfloop.training.module_spec import ModuleSpec
 
 SIZE = 16
 TINY_LOOP = LoopConfig(

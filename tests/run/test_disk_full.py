@@ -6,11 +6,11 @@ import errno
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli_run import run_cli
 
 from selfloop.run.atomic import (
     RunWriteError,
@@ -104,25 +104,19 @@ def test_an_error_that_is_not_the_file_systems_is_not_disguised(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _fit(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.mark.slow
 def test_disk_full_run_stops_in_one_line_and_resumes_exactly_after_space_is_freed(
     tiny_run_args, tmp_path, small_fs
 ):
     reference = tmp_path / "reference"
-    done = _fit(tiny_run_args(reference, "--loop.generations", "1"))
+    done = run_cli(tiny_run_args(reference, "--loop.generations", "1"))
     assert done.returncode == 0, done.stderr[-3000:]
 
     # 1 MiB holds generation 0 (config, manifest, classifier) but not generation 1's generator weights.
     folder = small_fs("1m")
     run = folder / "run"
     args = tiny_run_args(run, "--loop.generations", "1")
-    full = _fit(args)
+    full = run_cli(args)
     assert full.returncode == 2, full.stderr[-3000:]
     errors = [line for line in full.stderr.splitlines() if line.startswith("selfloop: error:")]
     assert len(errors) == 1 and "Traceback" not in full.stderr
@@ -132,7 +126,7 @@ def test_disk_full_run_stops_in_one_line_and_resumes_exactly_after_space_is_free
     assert b"g0/classifier/lenet" in manifest  # what was finished is kept
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], check=True)
-    resumed = _fit(args)
+    resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout + resumed.stderr
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
@@ -145,7 +139,7 @@ def test_a_full_file_system_inside_a_fit_is_one_line_and_resumes(tiny_run_args, 
     folder = small_fs("64m", "nr_inodes=8")
     run = folder / "run"
     args = tiny_run_args(run, "--loop.generations", "1")
-    full = _fit(args)
+    full = run_cli(args)
     assert full.returncode == 2, full.stderr[-3000:]
     assert "Traceback" not in full.stderr and "Exception in thread" not in full.stderr
     errors = [line for line in full.stderr.splitlines() if line.startswith("selfloop: error:")]
@@ -154,6 +148,6 @@ def test_a_full_file_system_inside_a_fit_is_one_line_and_resumes(tiny_run_args, 
 
     # The hint, followed: with room again the same command finishes the run.
     subprocess.run(["mount", "-o", "remount,nr_inodes=4096", str(folder)], check=True)
-    resumed = _fit(args)
+    resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "\n1,lenet," in (run / "metrics.csv").read_text()
