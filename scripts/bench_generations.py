@@ -16,7 +16,10 @@ A generation's window runs from the end of the previous generation's last fit to
 last fit (generation 0: from the start of its first fit), so the work the loop does between fits
 (queue loading, classifier loading, weights and manifest writes) is counted in it. Per generation the
 table shows its wall time, the time of its generator fit and classifier fits (``setup`` to
-``teardown``), the rest (``other_s``: work between fits), the part of the fits spent after training
+``teardown``), the generator fit's work (``generator_gflop``: the first batch's floating-point operations,
+forward and backward, counted by torch's ``FlopCounterMode``, times its batches) and the rate it achieved
+over its training (``generator_gflops``: that work over ``setup`` to ``on_train_end``, GFLOP/s; compare it
+with the machine's peak to see how far a fit is from its limit), the rest (``other_s``: work between fits), the part of the fits spent after training
 (``after_fit_s``: sampling, filtering, FID, evaluation), peak and end RSS, the queue's size and the
 classifier's training set size. ``--census`` adds, after each fit and a ``gc.collect()``, the bytes of
 live CPU tensors and the count of live objects (a leak shows there, free of allocator noise).
@@ -62,6 +65,7 @@ import lightning as L  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 MIB = 2**20
 
@@ -85,6 +89,9 @@ class PhaseEvent:
             ``teardown`` after a garbage collection (-1 without it).
         live_objects: with ``--census``, objects tracked by the garbage collector then (-1 without).
         census_s: seconds the census took (taken out of the generation's wall time).
+        train_batches: training batches the fit ran.
+        flops_per_batch: floating-point operations of the fit's first training batch, forward and backward
+            (torch's ``FlopCounterMode``; counted for generator fits only, 0 otherwise).
     """
 
     generation: int
@@ -99,6 +106,8 @@ class PhaseEvent:
     live_tensor_bytes: int = -1
     live_objects: int = -1
     census_s: float = 0.0
+    train_batches: int = 0
+    flops_per_batch: float = 0.0
 
     @property
     def open(self) -> bool:
@@ -134,6 +143,25 @@ class GenerationTimer(Callback):
                 train_images=len(train_set) if train_set is not None else 0,
             )
         )
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        event = self.events[-1] if self.events and self.events[-1].open else None
+        if event is not None and event.phase == "generator" and event.train_batches == 0:
+            # The first batch's work, forward and backward, counted op by op (FlopCounterMode): every batch
+            # of a fit does the same work, so the fit's work is this times its batches.
+            self._flop_counter = FlopCounterMode(display=False)
+            self._flop_counter.__enter__()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if not self.events or not self.events[-1].open:
+            return
+        event = self.events[-1]
+        counter = getattr(self, "_flop_counter", None)
+        if counter is not None:
+            counter.__exit__(None, None, None)
+            event.flops_per_batch = float(counter.get_total_flops())
+            self._flop_counter = None
+        event.train_batches += 1
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.events and self.events[-1].open:
@@ -219,6 +247,8 @@ class GenerationRow:
     generation: int
     wall_s: float
     generator_s: float
+    generator_train_s: float
+    generator_flops: float
     classifiers_s: float
     after_fit_s: float
     peak_rss: int
@@ -254,12 +284,15 @@ def generation_rows(events: list[PhaseEvent], sampler: RssSampler) -> list[Gener
         end = max(p.end for p in phases)
         census_s = sum(b - a for a, b in censuses if start <= a < end)
         classifiers = [p for p in phases if p.phase != "generator"]
+        generators = [p for p in phases if p.phase == "generator"]
         last = max(phases, key=lambda p: p.end)
         rows.append(
             GenerationRow(
                 generation=generation,
                 wall_s=end - start - census_s,
-                generator_s=sum(p.end - p.start for p in phases if p.phase == "generator"),
+                generator_s=sum(p.end - p.start for p in generators),
+                generator_train_s=sum(p.train_end - p.start for p in generators),
+                generator_flops=sum(p.flops_per_batch * p.train_batches for p in generators),
                 classifiers_s=sum(p.end - p.start for p in classifiers),
                 after_fit_s=sum(p.end - p.train_end for p in phases if not math.isnan(p.train_end)),
                 peak_rss=max(sampler.peak(start, end, censuses), *(p.end_rss for p in phases)),
@@ -311,6 +344,8 @@ def report(args: argparse.Namespace, rows: list[GenerationRow], startup_s: float
         ("generation", lambda r: f"{r.generation}"),
         ("wall_s", lambda r: f"{r.wall_s:.2f}"),
         ("generator_s", lambda r: f"{r.generator_s:.2f}"),
+        ("generator_gflop", lambda r: f"{r.generator_flops / 1e9:.1f}" if r.generator_flops else "-"),
+        ("generator_gflops", lambda r: f"{r.generator_flops / 1e9 / r.generator_train_s:.1f}" if r.generator_flops else "-"),
         ("classifiers_s", lambda r: f"{r.classifiers_s:.2f}"),
         ("other_s", lambda r: f"{r.other_s:.2f}"),
         ("after_fit_s", lambda r: f"{r.after_fit_s:.2f}"),

@@ -128,6 +128,8 @@ GENERATION_COLUMNS = [
     "generation",
     "wall_s",
     "generator_s",
+    "generator_gflop",
+    "generator_gflops",
     "classifiers_s",
     "other_s",
     "after_fit_s",
@@ -157,8 +159,11 @@ def check_generations(out: str, generations: int, capacity: int, run_dir: Path) 
         assert seconds["after_fit_s"] <= seconds["generator_s"] + seconds["classifiers_s"] + 0.01
         peak, end = number(r["peak_rss_mib"]), number(r["end_rss_mib"])
         assert 50 < end <= peak < 64 * 1024  # a Python process with torch, far below the machine
-    # Generation 0 trains no generator; every later one does, on real data plus the queue.
+    # Generation 0 trains no generator; every later one does, on real data plus the queue, and its work
+    # and rate are counted (the same architecture and batch size every generation: the same work per batch).
     assert number(rows[0]["generator_s"]) == 0 and all(number(r["generator_s"]) > 0 for r in rows[1:])
+    assert rows[0]["generator_gflop"] == rows[0]["generator_gflops"] == "-"
+    assert all(number(r["generator_gflop"]) > 0 and number(r["generator_gflops"]) > 0 for r in rows[1:])
     # Generation n trains on the real set plus the queue: with capacity 1, generation n's kept samples alone.
     real = int(rows[0]["train_images"])
     kept = {
