@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,21 @@ from torch import Tensor, nn
 from selfloop.core.eval_mode import evaluating
 from selfloop.generators.base import ConditionalGenerator, to_signed_unit, to_uint8
 
+CPU_FLAGS = Path("/proc/cpuinfo")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 BN_RECALIBRATION_BATCHES = 20
 BN_RECALIBRATION_SIZE = 128
+
+
+def cpu_has_bf16(cpuinfo: Path = CPU_FLAGS) -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16), read from Linux's ``/proc/cpuinfo``;
+    ``False`` where that file is not there (other systems)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return any(flag in flags for flag in BF16_FLAGS)
 
 
 def _num_upsamplings(image_size: int) -> int:
@@ -122,6 +136,11 @@ class ConditionalDCGAN(ConditionalGenerator):
             a small data set still gets the budget the epochs give the full one (``null``: epochs decide).
         max_steps: the most optimizer steps of a fit, so a later generation's larger training set (real +
             queue) does not lengthen it (``null``: epochs decide).
+        cpu_precision: the arithmetic of a fit on a CPU: ``32`` (float32), ``bf16`` (bfloat16 autocast of the
+            forward and backward passes; weights, optimizer and moving average stay float32) or ``auto``
+            (bf16 where the CPU has bfloat16 instructions, AVX512-BF16 or AMX-BF16, float32 elsewhere, so
+            results on other CPUs do not change). Sampling is float32 either way; a GPU fit follows the
+            trainer's ``precision``.
     """
 
     ddp_find_unused_parameters = True
@@ -139,10 +158,12 @@ class ConditionalDCGAN(ConditionalGenerator):
         ema_decay: float = 0.99,
         min_steps: int | None = None,
         max_steps: int | None = None,
+        cpu_precision: Literal["32", "bf16", "auto"] = "32",
     ) -> None:
         super().__init__(num_classes, channels, image_size, min_steps=min_steps, max_steps=max_steps)
         self.save_hyperparameters()
         self.automatic_optimization = False
+        self.cpu_bf16 = cpu_precision == "bf16" or (cpu_precision == "auto" and cpu_has_bf16())
         self.generator = _Generator(latent_dim, num_classes, channels, image_size, width)
         self.discriminator = _Discriminator(num_classes, channels, image_size, width)
         self.apply(_dcgan_init)
@@ -190,6 +211,13 @@ class ConditionalDCGAN(ConditionalGenerator):
         self.generator_ema.eval()
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        bf16 = self.cpu_bf16 and self.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            self._adversarial_step(batch)
+        self._update_ema()
+
+    def _adversarial_step(self, batch: tuple[Tensor, Tensor, Tensor]) -> None:
+        """A discriminator step, then a generator step, on one batch."""
         images, labels, _ = batch
         real = to_signed_unit(images)
         opt_g, opt_d = self.optimizers()
@@ -217,7 +245,6 @@ class ConditionalDCGAN(ConditionalGenerator):
         opt_g.step()
         opt_g.zero_grad()
         self.untoggle_optimizer(opt_g)
-        self._update_ema()
 
         self.log_dict({"loss_d": loss_d, "loss_g": loss_g}, prog_bar=True, on_step=False, on_epoch=True)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from selfloop.data.image_set import ImageSet
-from selfloop.generators.dcgan import ConditionalDCGAN
+from selfloop.generators.dcgan import ConditionalDCGAN, cpu_has_bf16
 
 
 def _fit(gan: ConditionalDCGAN, steps: int = 3) -> None:
@@ -65,3 +65,43 @@ def test_averaged_generator_gets_its_own_batch_norm_statistics():
     assert norms and all(int(n.num_batches_tracked) == 20 for n in norms)
     # Statistics of the averaged weights, not a copy of the live network's.
     assert any(not torch.equal(n.running_var, m.running_var) for n, m in zip(norms, live, strict=True))
+
+
+CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n"
+    "flags\t\t: fpu vme de pse avx2 avx512f {extra}\n\n"
+)
+
+
+@pytest.mark.parametrize("extra, expected", [("avx512_bf16", True), ("amx_bf16 amx_tile", True), ("avx512bw", False)])
+def test_bf16_instructions_are_read_from_the_cpus_flags(tmp_path, extra, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra=extra) * 2)  # /proc/cpuinfo has a block per core
+    assert cpu_has_bf16(cpuinfo) is expected
+    assert cpu_has_bf16(tmp_path / "missing") is False  # not Linux: no bf16, float32 as before
+
+
+def _conv_dtypes(gan: ConditionalDCGAN) -> set[torch.dtype]:
+    """The dtypes the discriminator's first convolution computed in during a short fit."""
+    seen: set[torch.dtype] = set()
+    conv = next(m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    _fit(gan, steps=2)
+    handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "precision, has_bf16, expected",
+    [("32", True, torch.float32), ("bf16", False, torch.bfloat16), ("auto", True, torch.bfloat16),
+     ("auto", False, torch.float32)],
+)  # fmt: skip
+def test_a_cpu_fit_computes_in_bf16_only_where_asked_or_detected(monkeypatch, precision, has_bf16, expected):
+    monkeypatch.setattr("selfloop.generators.dcgan.cpu_has_bf16", lambda: has_bf16)
+    torch.manual_seed(0)
+    gan = ConditionalDCGAN(num_classes=4, channels=3, image_size=16, width=8, latent_dim=8, cpu_precision=precision)
+    assert _conv_dtypes(gan) == {expected}
+    # Weights, their moving average and the samples stay float32 either way.
+    assert {p.dtype for p in gan.parameters()} == {torch.float32}
+    assert gan.sample(torch.tensor([0, 1]), seed=0).dtype == torch.uint8
+
