@@ -178,7 +178,7 @@ def test_progress_of_a_resumed_run_counts_only_the_phases_left(runner):
 
 def test_a_running_fit_estimates_its_phase_from_its_steps_and_the_runs_eta_from_that(runner):
     # Generation 0's classifier took 20 s; generator 1 of 2 started at 20 s. Every call reads the clock once.
-    times = [0, 20, 20, 35, 50, 80, 90]
+    times = [0, 20, 20, 35, 50, 80, 90, 90]
     stream = _progress(runner, times, archs=("lenet",), generations=2)
     runner.progress.interval = 30.0
     runner.begin(Phase.classifier(0, "lenet"))
@@ -189,6 +189,7 @@ def test_a_running_fit_estimates_its_phase_from_its_steps_and_the_runs_eta_from_
     runner.progress.fit_progress(Phase.generator(1), 0.25, completed)  # 30 s in
     runner.progress.fit_progress(Phase.generator(1), 0.5, completed)  # 30 s after the last line
     runner.progress.fit_progress(Phase.generator(1), 0.6, completed)  # 10 s after it: no line
+    runner.complete(Phase.generator(1))  # 70 s after the fit began
     lines = stream.getvalue().splitlines()
     # 30 s for a quarter of the steps: the unit takes 120 s, so 90 s are left of it; generator 2 (not timed
     # yet) is estimated at 120 s too; the classifiers of generations 1 and 2 at 20 s each: 250 s.
@@ -197,6 +198,8 @@ def test_a_running_fit_estimates_its_phase_from_its_steps_and_the_runs_eta_from_
         "[selfloop] g1/2 generator · 25% of its steps · run ETA 4 min 10 s",
         # 60 s for half: 120 s again, 60 s left of it.
         "[selfloop] g1/2 generator · 50% of its steps · run ETA 3 min 40 s",
+        # The fit's time counts from its start, not from its last progress line.
+        "[selfloop] g1/2 generator · done in 1 min 10 s · run ETA unknown",
     ]
 
 

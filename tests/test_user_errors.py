@@ -32,7 +32,7 @@ def test_every_error_class_of_the_package_is_a_selfloop_error():
     assert outside == sorted(NOT_USER_ERRORS)
 
 
-def test_corrupt_cached_weights_file_isone_error_line(tiny_run_args, hub_dir, tmp_path, capsys, monkeypatch):
+def test_corrupt_cached_weights_file_is_one_error_line(tiny_run_args, hub_dir, tmp_path, capsys, monkeypatch):
     weights = hub_dir / "checkpoints" / "alexnet-owt-7be5be79.pth"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"not a checkpoint")
@@ -58,7 +58,7 @@ def test_corrupt_cached_weights_file_isone_error_line(tiny_run_args, hub_dir, tm
     )
 
 
-def test_manifest_of_the_wrong_shape_isone_error_line(tiny_run_args, tmp_path, capsys, monkeypatch):
+def test_manifest_of_the_wrong_shape_is_one_error_line(tiny_run_args, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text("[]")
@@ -69,7 +69,7 @@ def test_manifest_of_the_wrong_shape_isone_error_line(tiny_run_args, tmp_path, c
     )
 
 
-def test_missing_data_folder_isone_error_line(tmp_path, capsys, monkeypatch):
+def test_missing_data_folder_is_one_error_line(tmp_path, capsys, monkeypatch):
     missing = tmp_path / "nowhere"
     line = one_error_line(
         [

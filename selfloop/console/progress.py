@@ -68,21 +68,22 @@ class PhaseProgress:
         self.stream = stream
         self.clock = clock
         self.interval = interval
-        self._step_mark: float | None = None
+        self._step_mark: float | None = None  # when the step now running began: its "done in" counts from here
+        self._line_mark: float | None = None  # when the running fit's last line was printed
         self._unit_mark: float | None = None
         self._durations: dict[str, list[float]] = {}
 
     def phase_started(self, phase: Phase) -> None:
         """Called when ``phase`` begins (``PhaseRunner.begin``)."""
         now = self._now()
-        self._step_mark = now
+        self._step_mark = self._line_mark = now
         self._write(f"{self._label(phase)} · start")
 
     def phase_completed(self, phase: Phase, completed: Collection[str]) -> None:
         """Called when ``phase`` is recorded as done; ``completed``: every phase key done in the run."""
         now = self._now()
         elapsed = now - (self._step_mark if self._step_mark is not None else now)
-        self._step_mark = now
+        self._step_mark = self._line_mark = now
         kind = self._unit_kind(phase)
         if kind is not None:
             self._durations.setdefault(kind, []).append(now - self._unit_mark)
@@ -96,9 +97,9 @@ class PhaseProgress:
         phase key done in the run. Prints a line when ``interval`` seconds have passed since the phase
         started or since its last such line."""
         now = self._now()
-        if fraction <= 0 or self._step_mark is None or now - self._step_mark < self.interval:
+        if fraction <= 0 or self._line_mark is None or now - self._line_mark < self.interval:
             return
-        self._step_mark = now
+        self._line_mark = now
         running = None
         unit = self._unit_of(phase)
         if unit is not None:
