@@ -144,7 +144,9 @@ class GenerationTimer(Callback):
             )
         )
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
         event = self.events[-1] if self.events and self.events[-1].open else None
         if event is not None and event.phase == "generator" and event.train_batches == 0:
             # The first batch's work, forward and backward, counted op by op (FlopCounterMode): every batch
@@ -152,7 +154,9 @@ class GenerationTimer(Callback):
             self._flop_counter = FlopCounterMode(display=False)
             self._flop_counter.__enter__()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if not self.events or not self.events[-1].open:
             return
         event = self.events[-1]
@@ -345,7 +349,10 @@ def report(args: argparse.Namespace, rows: list[GenerationRow], startup_s: float
         ("wall_s", lambda r: f"{r.wall_s:.2f}"),
         ("generator_s", lambda r: f"{r.generator_s:.2f}"),
         ("generator_gflop", lambda r: f"{r.generator_flops / 1e9:.1f}" if r.generator_flops else "-"),
-        ("generator_gflops", lambda r: f"{r.generator_flops / 1e9 / r.generator_train_s:.1f}" if r.generator_flops else "-"),
+        (
+            "generator_gflops",
+            lambda r: f"{r.generator_flops / 1e9 / r.generator_train_s:.1f}" if r.generator_flops else "-",
+        ),
         ("classifiers_s", lambda r: f"{r.classifiers_s:.2f}"),
         ("other_s", lambda r: f"{r.other_s:.2f}"),
         ("after_fit_s", lambda r: f"{r.after_fit_s:.2f}"),

@@ -68,7 +68,9 @@ class PhaseProgress:
         self.stream = stream
         self.clock = clock
         self.interval = interval
-        self._step_mark: float | None = None  # when the step now running began: its "done in" counts from here
+        self._step_mark: float | None = (
+            None  # when the step now running began: its "done in" counts from here
+        )
         self._line_mark: float | None = None  # when the running fit's last line was printed
         self._unit_mark: float | None = None
         self._durations: dict[str, list[float]] = {}

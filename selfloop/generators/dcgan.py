@@ -28,7 +28,12 @@ def cpu_has_bf16(cpuinfo: Path = CPU_FLAGS) -> bool:
         text = cpuinfo.read_text()
     except OSError:
         return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    flags = {
+        flag
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
     return any(flag in flags for flag in BF16_FLAGS)
 
 

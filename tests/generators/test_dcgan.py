@@ -73,7 +73,9 @@ CPUINFO = (
 )
 
 
-@pytest.mark.parametrize("extra, expected", [("avx512_bf16", True), ("amx_bf16 amx_tile", True), ("avx512bw", False)])
+@pytest.mark.parametrize(
+    "extra, expected", [("avx512_bf16", True), ("amx_bf16 amx_tile", True), ("avx512bw", False)]
+)
 def test_bf16_instructions_are_read_from_the_cpus_flags(tmp_path, extra, expected):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(CPUINFO.format(extra=extra) * 2)  # /proc/cpuinfo has a block per core
@@ -99,9 +101,10 @@ def _conv_dtypes(gan: ConditionalDCGAN) -> set[torch.dtype]:
 def test_a_cpu_fit_computes_in_bf16_only_where_asked_or_detected(monkeypatch, precision, has_bf16, expected):
     monkeypatch.setattr("selfloop.generators.dcgan.cpu_has_bf16", lambda: has_bf16)
     torch.manual_seed(0)
-    gan = ConditionalDCGAN(num_classes=4, channels=3, image_size=16, width=8, latent_dim=8, cpu_precision=precision)
+    gan = ConditionalDCGAN(
+        num_classes=4, channels=3, image_size=16, width=8, latent_dim=8, cpu_precision=precision
+    )
     assert _conv_dtypes(gan) == {expected}
     # Weights, their moving average and the samples stay float32 either way.
     assert {p.dtype for p in gan.parameters()} == {torch.float32}
     assert gan.sample(torch.tensor([0, 1]), seed=0).dtype == torch.uint8
-
