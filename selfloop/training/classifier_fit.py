@@ -87,6 +87,12 @@ def fit_concurrently(
                 result.wait(POLL_SECONDS)
                 check_stop()
             finish(fit, *result.get())
+        # Every fit is in: the workers take their end-of-work sentinel and exit. Leaving the block without
+        # this terminates them instead, and Pool.terminate() holds the task queue's lock while it sends
+        # SIGTERM, which the workers ignore: a worker waiting for that lock never exited, and the run hung in
+        # the join, now and then.
+        pool.close()
+        pool.join()
 
 
 def _start_worker(threads: int) -> None:
