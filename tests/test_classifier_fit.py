@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.data.digits import ColoredDigitsDataModule
-from selfloop.training.classifier_fit import ClassifierFit
+from selfloop.training.classifier_fit import ClassifierFit, fit_concurrently
 from selfloop.training.module_spec import ModuleSpec
 
 SIZE = 16
@@ -58,3 +59,28 @@ def test_before_fit_runs_before_training_and_may_stop_it(fit):
 
     with pytest.raises(Stop):
         fit.run(before_fit=stop)
+
+
+def test_a_stop_during_concurrent_fits_ends_every_worker_and_returns(fit):
+    # Two workers, four fits; the caller stops while the first ones run. Pool.terminate() holds the task
+    # queue's lock while it signals the workers: a worker waiting for that lock must still end.
+    class Stop(Exception):
+        pass
+
+    finished = []
+
+    def stop() -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        fit_concurrently([fit] * 4, workers=2, finish=lambda *done: finished.append(done), check_stop=stop)
+    assert finished == [] and multiprocessing.active_children() == []
+
+
+def test_concurrent_fits_end_with_their_workers_gone_and_give_the_serial_results(fit):
+    done = []
+    fit_concurrently(
+        [fit] * 3, workers=2, finish=lambda f, state, metrics: done.append(metrics), check_stop=lambda: None
+    )
+    _, serial, _ = fit.run()
+    assert done == [serial] * 3 and multiprocessing.active_children() == []

@@ -72,9 +72,10 @@ def fit_concurrently(
 
     Each worker keeps this process's CPU thread count: another count changes how floating-point sums
     are split, and so the weights (by about 1e-8 after one epoch), while the same count gives the bits a
-    serial fit gives. On a CPU the workers therefore share its cores. Workers ignore SIGINT / SIGTERM:
-    the caller decides when to stop (``check_stop`` raises), and then every worker is terminated; the
-    fits not finished yet are redone on resume. An error in a fit is raised here, in order.
+    serial fit gives. On a CPU the workers therefore share its cores. Workers ignore SIGINT (Ctrl-C reaches
+    the caller, which decides when to stop: ``check_stop`` raises) and end on SIGTERM, which is how the pool
+    ends them once the caller stops; the fits not finished yet are redone on resume. An error in a fit is
+    raised here, in order.
     """
     if not fits:
         return
@@ -87,17 +88,15 @@ def fit_concurrently(
                 result.wait(POLL_SECONDS)
                 check_stop()
             finish(fit, *result.get())
-        # Every fit is in: the workers take their end-of-work sentinel and exit. Leaving the block without
-        # this terminates them instead, and Pool.terminate() holds the task queue's lock while it sends
-        # SIGTERM, which the workers ignore: a worker waiting for that lock never exited, and the run hung in
-        # the join, now and then.
+        # Every fit is in: the workers take their end-of-work sentinel and exit. Otherwise (a stop, a failed
+        # fit) leaving the block terminates them: Pool.terminate() takes the task queue's lock and sends
+        # SIGTERM, so a worker waiting for that lock must not ignore SIGTERM, or the join waits forever.
         pool.close()
         pool.join()
 
 
 def _start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
 
 
