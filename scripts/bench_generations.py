@@ -19,9 +19,9 @@ table shows its wall time, the time of its generator fit and classifier fits (``
 ``teardown``), the generator fit's work (``generator_gflop``: the first batch's floating-point operations,
 forward and backward, counted by torch's ``FlopCounterMode``, times its batches) and the rate it achieved
 over its training (``generator_gflops``: that work over ``setup`` to ``on_train_end``, GFLOP/s; compare it
-with the machine's peak to see how far a fit is from its limit), the rest (``other_s``: work between fits), the part of the fits spent after training
-(``after_fit_s``: sampling, filtering, FID, evaluation), peak and end RSS, the queue's size and the
-classifier's training set size. ``--census`` adds, after each fit and a ``gc.collect()``, the bytes of
+with the machine's peak to see how far a fit is from its limit), the rest (``other_s``: work between
+fits), the part of the fits spent after training (``after_fit_s``: sampling, filtering, FID,
+evaluation), peak and end RSS, the queue's size and the classifier's training set size. ``--census`` adds, after each fit and a ``gc.collect()``, the bytes of
 live CPU tensors and the count of live objects (a leak shows there, free of allocator noise).
 
 Goal checks (printed, never enforced):
@@ -124,6 +124,8 @@ class GenerationTimer(Callback):
 
     events: ClassVar[list[PhaseEvent]] = []
     census: ClassVar[bool] = False
+    # Counting the running generator fit's first batch; per copy, as the fit runs on one copy.
+    _flop_counter: FlopCounterMode | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = trainer.logger
@@ -160,10 +162,9 @@ class GenerationTimer(Callback):
         if not self.events or not self.events[-1].open:
             return
         event = self.events[-1]
-        counter = getattr(self, "_flop_counter", None)
-        if counter is not None:
-            counter.__exit__(None, None, None)
-            event.flops_per_batch = float(counter.get_total_flops())
+        if self._flop_counter is not None:
+            self._flop_counter.__exit__(None, None, None)
+            event.flops_per_batch = float(self._flop_counter.get_total_flops())
             self._flop_counter = None
         event.train_batches += 1
 

@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from selfloop.classifiers.image_classifier import ImageClassifier
 from selfloop.cli.config_checks import missing_prerequisites, sample_count_problem, sample_memory_problem
 from selfloop.cli.config_checks import problems as config_problems
+from selfloop.cli.preflight import parser_error
 from selfloop.console.quiet import quiet_lightning
 from selfloop.core.errors import (
     InvalidConfigError,
@@ -81,7 +82,7 @@ class SelfLoopArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         line = one_line(message, ex, self._reading[-1] if self._reading else None)
         prog = self.prog.replace(" [options]", "")
-        sys.stderr.write(f"selfloop: error: {line}\n(`{prog} --help` lists every option and its type)\n")
+        sys.stderr.write(parser_error(line, prog))
         sys.exit(2)
 
 

@@ -55,11 +55,13 @@ def refuse_early(argv: Sequence[str]) -> None:
     """
     found = early_problems(argv)
     if found:
-        prog = f"{os.path.basename(sys.argv[0])} fit"
-        sys.stderr.write(
-            f"selfloop: error: {'; '.join(found)}\n(`{prog} --help` lists every option and its type)\n"
-        )
+        sys.stderr.write(parser_error("; ".join(found), f"{os.path.basename(sys.argv[0])} fit"))
         sys.exit(2)
+
+
+def parser_error(line: str, prog: str) -> str:
+    """What the command prints for a refused value or a parse error: the one line, and where the options are."""
+    return f"selfloop: error: {line}\n(`{prog} --help` lists every option and its type)\n"
 
 
 def _assignments(argv: Sequence[str]) -> list[tuple[str, str]]:
