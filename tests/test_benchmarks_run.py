@@ -242,3 +242,28 @@ def test_bench_sd_rejects_a_resolution_the_vae_cannot_take(capsys, monkeypatch):
 
 def test_bench_generations_needs_capacity_below_generations(capsys, monkeypatch):
     assert "--queue-capacity" in _refused("bench_generations.py", capsys, monkeypatch, "-n", "2", "-k", "2")
+
+
+def test_bench_dcgan_times_each_candidate_against_the_earlier_quick_start(tmp_path):
+    out = run_script(
+        "bench_dcgan.py", "--candidates", "half_schedule", "kept", "--batches", "2", "--warmup", "1",
+        "--reps", "1", "--threads", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert values(out)["train_images"] == "3500"  # the quick start's training digits
+    names, rows = table(out, ["candidate", "batches_per_fit"])
+    assert names == documented_columns("bench_dcgan.py")
+    by_name = {row["candidate"]: row for row in rows}
+    assert list(by_name) == ["baseline", "half_schedule", "kept"]
+    base = by_name["baseline"]
+    for row in rows:
+        per_batch, fit = number(row["ms_per_batch"]), number(row["fit_s"])
+        assert per_batch > 0 and fit == pytest.approx(
+            per_batch * int(row["batches_per_fit"]) / 1000, rel=0.01
+        )
+        assert number(row["speedup"]) == pytest.approx(number(base["fit_s"]) / fit, rel=0.02)
+        assert number(row["gflops"]) == pytest.approx(
+            number(row["gflop_per_batch"]) / per_batch * 1000, rel=0.02
+        )
+    # Half the batches, same network: the work per batch is the baseline's.
+    assert (by_name["half_schedule"]["batches_per_fit"], base["batches_per_fit"]) == ("1100", "2200")
+    assert by_name["half_schedule"]["gflop_per_batch"] == base["gflop_per_batch"]

@@ -144,8 +144,9 @@ class ConditionalDCGAN(ConditionalGenerator):
         cpu_precision: the arithmetic of a fit on a CPU: ``32`` (float32), ``bf16`` (bfloat16 autocast of the
             forward and backward passes; weights, optimizer and moving average stay float32) or ``auto``
             (bf16 where the CPU has bfloat16 instructions, AVX512-BF16 or AMX-BF16, float32 elsewhere, so
-            results on other CPUs do not change). Sampling is float32 either way; a GPU fit follows the
-            trainer's ``precision``.
+            results on other CPUs do not change). A bf16 fit also keeps the convolutions' weights and
+            activations channels-last, the layout oneDNN's bf16 kernels run fastest in. Sampling is float32
+            either way; a GPU fit follows the trainer's ``precision``.
     """
 
     ddp_find_unused_parameters = True
@@ -215,8 +216,18 @@ class ConditionalDCGAN(ConditionalGenerator):
             self.generator_ema(z.to(self.device), F.one_hot(labels, self.num_classes).float().to(self.device))
         self.generator_ema.eval()
 
+    def _fits_in_bf16(self) -> bool:
+        return self.cpu_bf16 and self.device.type == "cpu"
+
+    def on_fit_start(self) -> None:
+        if self._fits_in_bf16():
+            self.to(memory_format=torch.channels_last)
+
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        bf16 = self.cpu_bf16 and self.device.type == "cpu"
+        bf16 = self._fits_in_bf16()
+        if bf16:
+            images, labels, subgroups = batch
+            batch = (images.contiguous(memory_format=torch.channels_last), labels, subgroups)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             self._adversarial_step(batch)
         self._update_ema()

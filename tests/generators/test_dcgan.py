@@ -83,11 +83,16 @@ def test_bf16_instructions_are_read_from_the_cpus_flags(tmp_path, extra, expecte
     assert cpu_has_bf16(tmp_path / "missing") is False  # not Linux: no bf16, float32 as before
 
 
-def _conv_dtypes(gan: ConditionalDCGAN) -> set[torch.dtype]:
-    """The dtypes the discriminator's first convolution computed in during a short fit."""
-    seen: set[torch.dtype] = set()
+def _conv_outputs(gan: ConditionalDCGAN) -> set[tuple[torch.dtype, bool]]:
+    """(dtype, channels-last) of what the discriminator's first convolution computed during a short fit."""
+    seen: set[tuple[torch.dtype, bool]] = set()
     conv = next(m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
-    handle = conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+
+    def record(module, inputs, output) -> None:
+        channels_last = output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous()
+        seen.add((output.dtype, channels_last))
+
+    handle = conv.register_forward_hook(record)
     _fit(gan, steps=2)
     handle.remove()
     return seen
@@ -104,7 +109,8 @@ def test_a_cpu_fit_computes_in_bf16_only_where_asked_or_detected(monkeypatch, pr
     gan = ConditionalDCGAN(
         num_classes=4, channels=3, image_size=16, width=8, latent_dim=8, cpu_precision=precision
     )
-    assert _conv_dtypes(gan) == {expected}
+    # bf16 runs channels-last, the layout of oneDNN's fast bf16 convolutions; float32 keeps the default layout.
+    assert _conv_outputs(gan) == {(expected, expected == torch.bfloat16)}
     # Weights, their moving average and the samples stay float32 either way.
     assert {p.dtype for p in gan.parameters()} == {torch.float32}
     assert gan.sample(torch.tensor([0, 1]), seed=0).dtype == torch.uint8
