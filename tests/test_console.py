@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
-from selfloop.console.progress import PhaseProgress, format_duration
+from selfloop.console.progress import PhaseProgress, format_duration, parse_duration
 from selfloop.console.quiet import quiet_lightning
 from selfloop.console.summary import next_commands, print_summary
 from selfloop.run.layout import RunDirectory
@@ -103,6 +103,13 @@ def test_durations_read_as_seconds_minutes_or_hours():
     assert format_duration(12.34) == "12.3 s"
     assert format_duration(100) == "1 min 40 s"
     assert format_duration(2 * 3600 + 5 * 60 + 10) == "2 h 05 min"
+
+
+def test_a_printed_duration_reads_back_as_the_seconds_it_shows():
+    for seconds, shown in [(12.34, 12.3), (100, 100), (2 * 3600 + 5 * 60 + 10, 2 * 3600 + 5 * 60)]:
+        assert parse_duration(format_duration(seconds)) == pytest.approx(shown)
+    with pytest.raises(ValueError, match="not a duration of the console: '1 min 40'"):
+        parse_duration("1 min 40")
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ def test_the_documented_flag_switches_to_the_uncertainty_scorer_alone(capsys, na
     assert (section["mode"], section["drop_fraction"]) == ("score_range", PAPER[name][0])
 
 
-@pytest.mark.parametrize("name", ["digits.yaml", "quickstart.yaml"])
+@pytest.mark.parametrize("name", ["digits.yaml", "quickstart.yaml", "study_mnist.yaml"])
 def test_quick_starts_filter_by_uncertainty_alone_and_need_no_download(capsys, name):
     section = _parsed(name, capsys)["filter"]
     assert section["scorers"] is None  # SampleFilter's default: the previous classifier's uncertainty

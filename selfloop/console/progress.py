@@ -26,6 +26,15 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
+def parse_duration(text: str) -> float:
+    """Seconds of a :func:`format_duration` text (``12.3 s``, ``1 min 40 s``, ``2 h 05 min``)."""
+    words = text.split()
+    units = {"h": 3600.0, "min": 60.0, "s": 1.0}
+    if len(words) % 2 or any(unit not in units for unit in words[1::2]):
+        raise ValueError(f"not a duration of the console: {text!r}")
+    return sum(float(number) * units[unit] for number, unit in zip(words[::2], words[1::2], strict=True))
+
+
 class PhaseProgress:
     """Prints a line when a phase starts and when it ends, with the run's estimated time left.
 

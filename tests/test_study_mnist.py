@@ -1,0 +1,71 @@
+"""scripts/study_mnist.py end to end on a seconds-long study: runs, resume, the README section, refusals."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from conftest import TINY_RUN
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+# 32 px (the digits are padded, never cropped) and most digits in validation: a seconds-long run.
+SHORT = (
+    *TINY_RUN, "--data.init_args.image_size", "32", "--data.init_args.val_fraction", "0.75",
+    "--data.init_args.test_fraction", "0.1", "--loop.generations", "1", "--loop.archs", "[lenet]",
+)  # fmt: skip
+README = "# selfloop\n\nbefore\n<!-- study_mnist:start -->\nold section\n<!-- study_mnist:end -->\nafter\n"
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("study_mnist", ROOT / "scripts" / "study_mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(tmp_path: Path, readme: Path) -> list[str]:
+    return [
+        "--arms", "unbiased", "--seeds", "0", "--out", str(tmp_path / "runs"), "--figures",
+        str(tmp_path / "figures"), "--readme", str(readme), "--", *SHORT,
+    ]  # fmt: skip
+
+
+def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finished_runs(tmp_path):
+    study = _study()
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert study.main(_args(tmp_path, readme)) == 0
+    log = tmp_path / "runs" / "unbiased" / "seed_0.log"
+    console = log.read_text()
+    text = readme.read_text()
+    head, rest = text.split("<!-- study_mnist:start -->\n")
+    section, tail = rest.split("\n<!-- study_mnist:end -->")
+    assert head == "# selfloop\n\nbefore\n" and tail == "\nafter\n" and "old section" not in text
+    assert (tmp_path / "figures" / "study_section.md").read_text().rstrip() == section
+    assert "| paper's takeaway |" in section and "cannot be judged" in section  # one seed judges nothing
+    assert "| 1 | 111.7 |" in section  # Table 1 next to the study's FID
+    seconds = study.generation_seconds(console)
+    assert set(seconds) == {0, 1} and all(s > 0 for s in seconds.values())
+    assert "| unbiased | " in section and "Total: " in section
+    for name in ("fairness_unbiased.png", "generator_unbiased.png"):
+        assert (tmp_path / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
+
+    # Rerun: a finished run is skipped, its console untouched.
+    run_dir = tmp_path / "runs" / "unbiased" / "seed_0"
+    assert study._run("configs/study_mnist.yaml", "unbiased", 0, run_dir, SHORT) is True
+    assert log.read_text() == console
+
+
+def test_a_readme_without_the_markers_is_refused_before_any_run(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no section here\n")
+    with pytest.raises(SystemExit) as exit_info:
+        _study().main(_args(tmp_path, readme))
+    assert exit_info.value.code == 2
+    assert (
+        f"--readme {readme}: the README needs one '<!-- study_mnist:start -->' line"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "runs").exists()
