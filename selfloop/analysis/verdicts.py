@@ -76,6 +76,8 @@ def _line(generations: np.ndarray, values: np.ndarray) -> tuple[float, float] | 
     The closed form rather than ``scipy.stats.linregress``: the calibration fits hundreds of thousands of
     lines, and linregress's per-call overhead (about 1 ms) made it the suite's slowest test.
     """
+    if len(generations) < 2:
+        return None
     centred = generations - generations.mean()
     spread = float(centred @ centred)
     if spread == 0:
