@@ -184,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="--loop.seed of each run"
     )
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="the study's arms")
-    parser.add_argument("--config", default="configs/study_mnist.yaml", help="the study's config")
+    parser.add_argument(
+        "--config", default=str(REPO / "configs" / "study_mnist.yaml"), help="the study's config"
+    )
     parser.add_argument("--out", type=Path, default=Path("lightning_logs/study_mnist"), help="runs go here")
     parser.add_argument(
         "--figures", type=Path, default=Path("lightning_logs/study_mnist_report"), help="section and figures"
@@ -202,9 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as error:
             parser.error(f"--readme {readme}: {error}")
 
-    run_dirs = {arm: [options.out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
+    # Absolute paths: the runs start with the repository as their working directory, wherever this runs from.
+    out, config = options.out.resolve(), str(Path(options.config).resolve())
+    run_dirs = {arm: [out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
     finished = [
-        _run(options.config, arm, seed, run_dir, extra)
+        _run(config, arm, seed, run_dir, extra)
         for arm, dirs in run_dirs.items()
         for seed, run_dir in zip(options.seeds, dirs, strict=True)
     ]
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arm: [generation_seconds(p.with_suffix(".log").read_text()) for p in dirs]
         for arm, dirs in run_dirs.items()
     }
-    _figures(run_dirs, runs, options.out, options.figures)
+    _figures(run_dirs, runs, out, options.figures)
     section = _section(runs, seconds, options.figures)
     (options.figures / "study_section.md").write_text(section)
     if readme is not None:

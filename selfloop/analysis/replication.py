@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from selfloop.analysis.runs import Run
 from selfloop.analysis.verdicts import (
+    DECREASES,
+    INCREASES,
     Contrast,
     Kind,
     correct_family,
@@ -92,19 +94,15 @@ def paired_difference(
 # Rules: each maps a row's contrasts to (outcome, why). ---------------------------------------------------
 
 
-def _changed(c: Contrast) -> bool:
-    return c.judged and c.changed
-
-
 def _equivalent(c: Contrast) -> bool:
-    return c.judged and c.verdict.startswith("unchanged")
+    return c.verdict.startswith("unchanged")  # a test that cannot be judged says "cannot be judged"
 
 
 def improves(contrasts: list[Contrast]) -> tuple[str, str]:
     """Accuracy improves: some contrast increases and none decreases."""
-    if any(c.verdict == "decreases" for c in contrasts):
+    if any(c.verdict == DECREASES for c in contrasts):
         return DISAGREES, "accuracy decreases"
-    if any(c.verdict == "increases" for c in contrasts):
+    if any(c.verdict == INCREASES for c in contrasts):
         return AGREES, "accuracy increases and nothing decreases"
     if all(_equivalent(c) for c in contrasts):
         return DISAGREES, "accuracy is unchanged within the margin"
@@ -113,7 +111,7 @@ def improves(contrasts: list[Contrast]) -> tuple[str, str]:
 
 def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
     """Single-bias metrics barely change: every contrast is equivalent to 0 within the catalogue's margin."""
-    moved = [c for c in contrasts if _changed(c)]
+    moved = [c for c in contrasts if c.changed]
     if moved:
         return DISAGREES, f"{len(moved)} of {len(contrasts)} contrasts change"
     if all(_equivalent(c) for c in contrasts):
@@ -126,21 +124,16 @@ def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
 
 def differs(contrasts: list[Contrast]) -> tuple[str, str]:
     """Archs differ: the paired difference of their contrasts is not 0."""
-    if any(_changed(c) for c in contrasts):
+    if any(c.changed for c in contrasts):
         return AGREES, "the archs' contrasts differ"
     if all(_equivalent(c) for c in contrasts):
         return DISAGREES, "the archs' contrasts are equal within the margin"
     return CANNOT_TELL, "no difference detected and none ruled out"
 
 
-def no_amplification(contrasts: list[Contrast]) -> tuple[str, str]:
-    """Dataset bias does not amplify model bias: the biased-minus-unbiased differences are equivalent to 0."""
-    return barely_changes(contrasts)
-
-
 def flat(contrasts: list[Contrast]) -> tuple[str, str]:
     """FID roughly flat: a slope of FID has no margin in the catalogue, so flatness can be refuted, not shown."""
-    if any(_changed(c) for c in contrasts):
+    if any(c.changed for c in contrasts):
         return DISAGREES, "FID changes across generations"
     return CANNOT_TELL, "no trend detected; FID has no equivalence margin, so flatness cannot be shown"
 
@@ -199,7 +192,7 @@ def build(
     pairs = [("biased", "unbiased")] if len(paper_arms) == 2 else []
     for arm, reference in [*pairs, *beyond]:
         claim, where, rule = (
-            (_AMPLIFY, "§4.2", no_amplification)
+            (_AMPLIFY, "§4.2", barely_changes)  # the biased-minus-unbiased differences are equivalent to 0
             if (arm, reference) == ("biased", "unbiased")
             else (f"(beyond the paper) {arm} against {reference}", "-", reported)
         )
