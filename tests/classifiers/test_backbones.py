@@ -110,3 +110,25 @@ def test_invalid_arguments(kwargs):
     args = {"num_classes": 10} | kwargs
     with pytest.raises(ValueError):
         build_backbone("lenet", **args)
+
+
+def test_mobilenet_from_scratch_predicts_in_eval_mode_after_a_short_fit():
+    """torchvision's BatchNorm momentum (0.01, for ImageNet-sized epochs) left eval mode at chance here."""
+    torch.manual_seed(0)
+    model, _ = build_backbone("mobilenet_v3", 2, in_channels=3, image_size=32)
+    labels = torch.arange(32) % 2
+    images = torch.rand(32, 3, 32, 32) * 0.5
+    images[:, 0] += 0.5 * labels.view(-1, 1, 1)  # class 1 reddish, class 0 bluish
+    images[:, 2] += 0.5 * (1 - labels).view(-1, 1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(80):  # 80 steps of 16: a few epochs of a small data set
+        batch = torch.randperm(32)[:16]
+        loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(images).argmax(1) == labels).float().mean().item()
+    assert accuracy >= 0.9
