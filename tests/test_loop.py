@@ -198,3 +198,11 @@ def test_a_stop_signal_ends_the_run_after_the_phase_it_arrived_in(tmp_path):
     assert _manifest(run)["completed"] == ["g0/classifier/lenet"]
     assert not run.joinpath("classifiers", "judge.pt").exists()
     assert signal.getsignal(signal.SIGTERM) == handler
+
+
+def test_a_classifier_that_learned_nothing_is_reported_as_at_chance(tmp_path):
+    with pytest.warns(UserWarning) as caught:
+        tiny_loop(tmp_path / "run", generations=0, trainer={"max_epochs": 0}).run()  # LeNet as initialised
+    (warning,) = [str(w.message) for w in caught if "not above chance" in str(w.message)]
+    assert warning.startswith("generation 0 · lenet: accuracy ")
+    assert "bias metrics describe a classifier that learned nothing" in warning

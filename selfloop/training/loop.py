@@ -42,6 +42,7 @@ from selfloop.data.subgroup_cells import SubgroupCellData
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
+from selfloop.metrics.chance import chance_warning
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
@@ -448,6 +449,8 @@ class SelfConsumingLoop:
         phase = Phase.classifier(n, arch)
         self.runner.save(self.runner.run.classifier_weights(n, arch), state, strategy)
         self._record(n, arch, metrics)
+        if warning := chance_warning(metrics["acc"], self.datamodule.test_set.labels):
+            rank_zero_warn(f"generation {n} · {arch}: {warning}")
         self.runner.complete(phase)
         self._end_phase()
 
