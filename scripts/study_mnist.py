@@ -2,12 +2,15 @@
 
     python scripts/study_mnist.py [--seeds 0 1 2 3 4] [--arms unbiased biased biased_accumulate]
         [--config configs/study_mnist.yaml] [--out lightning_logs/study_mnist]
-        [--figures lightning_logs/study_mnist_report] [--readme README.md] [-- EXTRA CLI ARGS]
+        [--figures lightning_logs/study_mnist_report] [--readme README.md] [--jobs 1] [-- EXTRA CLI ARGS]
 
 Runs ``python main.py fit --config CONFIG <arm's arguments> --loop.seed S --loop.run_dir OUT/<arm>/seed_<S>``
 for every arm and seed, one after another, each as its own process, its console appended to
-``OUT/<arm>/seed_<S>.log``. Rerunning the command continues: a finished run is skipped, an unfinished one is
-resumed by the loop. The arms:
+``OUT/<arm>/seed_<S>.log``; ``--jobs N`` runs N at a time, each with ``cores // N`` threads (on 2 cores, two
+runs at one thread each get more done than one run at two: small convolutions use a second thread poorly).
+Rerunning the command continues: a finished run is skipped, an unfinished one is resumed by the loop. Each
+invocation's wall time goes to ``OUT/wall_time.json`` (updated as runs finish), so the study's total counts
+every session it took. The arms:
 
 * ``unbiased``: every class painted in the three colours alike (the paper's unbiased initialisation);
 * ``biased``: class c mostly in colour c % 3 (80%; the paper's biased initialisation);
@@ -26,6 +29,7 @@ fails (the others still run; the section is then not written).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -33,7 +37,10 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,8 +79,9 @@ def replace_section(readme: str, section: str) -> str:
     return f"{head}{START}\n{section.rstrip()}\n{END}{tail}"
 
 
-def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]]) -> list[str]:
-    """Wall time per generation and per run, mean [min-max] over seeds, per arm, and the study's total."""
+def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]], ledger: Sequence[dict]) -> list[str]:
+    """Wall time per generation and per run, mean [min-max] over seeds, per arm, and the study's total: the
+    runs' times added up, and the wall time of the invocations in ``ledger`` (see ``WallTime``)."""
     generations = sorted({g for runs in seconds.values() for run in runs for g in run})
     lines = [
         "| arm | " + " | ".join(f"g{g} (s)" for g in generations) + " | run (min) |",
@@ -85,8 +93,32 @@ def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]]) -> list[str]:
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     total = sum(sum(run.values()) for runs in seconds.values() for run in runs)
     runs = sum(len(r) for r in seconds.values())
-    lines += ["", f"Total: {total / 3600:.2f} h for {runs} runs on {_cpu()}."]
+    wall = sum(entry["seconds"] for entry in ledger)
+    jobs = sorted({entry["jobs"] for entry in ledger})
+    lines += [
+        "",
+        f"Total: the {runs} runs' times add up to {total / 3600:.2f} h; the study took {wall / 3600:.2f} h of wall "
+        f"time in {len(ledger)} invocation(s) with --jobs {'/'.join(map(str, jobs))}, on {_cpu()}.",
+    ]
     return lines
+
+
+class WallTime:
+    """The ledger ``OUT/wall_time.json``: one entry per invocation of the study, ``{"jobs", "seconds"}``,
+    rewritten as runs finish and when the invocation ends (a killed one loses only its last run's time)."""
+
+    def __init__(self, path: Path, jobs: int) -> None:
+        self.path = path
+        self.entries: list[dict] = json.loads(path.read_text()) if path.is_file() else []
+        self.entries.append({"jobs": jobs, "seconds": 0.0})
+        self.start = time.monotonic()
+        self.lock = threading.Lock()  # runs finish in worker threads
+
+    def update(self) -> None:
+        with self.lock:
+            self.entries[-1]["seconds"] = round(time.monotonic() - self.start, 1)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries, indent=1))
 
 
 def _spread(values: Sequence[float], form: str) -> str:
@@ -107,8 +139,11 @@ def _cpu() -> str:
     return f"{name}, {len(names) or os.cpu_count()} cores"
 
 
-def _run(config: str, arm: str, seed: int, run_dir: Path, extra: Sequence[str]) -> bool:
-    """Runs or resumes one arm and seed unless finished; whether it ends finished."""
+def _run(
+    config: str, arm: str, seed: int, run_dir: Path, extra: Sequence[str], threads: int | None = None
+) -> bool:
+    """Runs or resumes one arm and seed unless finished (with ``threads`` CPU threads, when given); whether
+    it ends finished."""
     if run_finished(run_dir):
         return True
     command = [sys.executable, str(REPO / "main.py"), "fit", "--config", config, *ARMS[arm]]
@@ -124,7 +159,12 @@ def _run(config: str, arm: str, seed: int, run_dir: Path, extra: Sequence[str]) 
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"[study_mnist] {arm} seed {seed} -> {run_dir}", file=sys.stderr, flush=True)
     with open(log, "a") as output:
-        result = subprocess.run([*command, *extra], cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        env = os.environ | (
+            {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+        )
+        result = subprocess.run(
+            [*command, *extra], cwd=REPO, stdout=output, stderr=subprocess.STDOUT, env=env
+        )
     if result.returncode != 0:
         print(
             f"[study_mnist] {arm} seed {seed} failed (exit {result.returncode}); see {log}", file=sys.stderr
@@ -133,7 +173,10 @@ def _run(config: str, arm: str, seed: int, run_dir: Path, extra: Sequence[str]) 
 
 
 def _section(
-    runs: Mapping[str, list[Run]], seconds: Mapping[str, list[dict[int, float]]], figures: Path
+    runs: Mapping[str, list[Run]],
+    seconds: Mapping[str, list[dict[int, float]]],
+    ledger: Sequence[dict],
+    figures: Path,
 ) -> str:
     from selfloop.analysis import replication
 
@@ -152,9 +195,15 @@ def _section(
         "",
         *replication.fid_table(runs),
         "",
-        "Wall time per generation (the sum of its phases' console times) and per run, mean [min-max] over seeds:",
+        "Wall time per generation (the sum of its phases' console times) and per run, mean [min-max] over seeds"
+        + (
+            " (runs ran --jobs at a time, sharing the CPU, each with cores // jobs threads)"
+            if max(e["jobs"] for e in ledger) > 1
+            else ""
+        )
+        + ":",
         "",
-        *cost_table(seconds),
+        *cost_table(seconds, ledger),
         "",
     ]
     for arm in runs:
@@ -194,9 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--readme", default="README.md", help="README whose study section is replaced ('': none)"
     )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each with cores // jobs threads")
     argv = sys.argv[1:] if argv is None else list(argv)
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     options = parser.parse_args(ours)
+    if options.jobs < 1:
+        parser.error(f"--jobs {options.jobs}: give 1 or more runs at a time")
     readme = Path(options.readme) if options.readme else None
     if readme is not None:
         try:
@@ -207,11 +259,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Absolute paths: the runs start with the repository as their working directory, wherever this runs from.
     out, config = options.out.resolve(), str(Path(options.config).resolve())
     run_dirs = {arm: [out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
-    finished = [
-        _run(config, arm, seed, run_dir, extra)
+    threads = max(1, (os.cpu_count() or 1) // options.jobs) if options.jobs > 1 else None
+    wall_time = WallTime(out / "wall_time.json", options.jobs)
+    todo = [
+        (arm, seed, run_dir)
         for arm, dirs in run_dirs.items()
         for seed, run_dir in zip(options.seeds, dirs, strict=True)
     ]
+
+    def run(arm: str, seed: int, run_dir: Path) -> bool:
+        ended = _run(config, arm, seed, run_dir, extra, threads)
+        wall_time.update()
+        return ended
+
+    try:
+        with ThreadPoolExecutor(options.jobs) as pool:
+            finished = list(pool.map(run, *zip(*todo, strict=True)))
+    finally:
+        wall_time.update()
     if not all(finished):
         print(
             f"[study_mnist] {finished.count(False)} run(s) did not finish; rerun to continue", file=sys.stderr
@@ -223,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for arm, dirs in run_dirs.items()
     }
     _figures(run_dirs, runs, out, options.figures)
-    section = _section(runs, seconds, options.figures)
+    section = _section(runs, seconds, wall_time.entries, options.figures)
     (options.figures / "study_section.md").write_text(section)
     if readme is not None:
         readme.write_text(replace_section(readme.read_text(), section))

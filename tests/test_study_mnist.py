@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,10 @@ def _study():
     return module
 
 
-def _args(tmp_path: Path, readme: Path) -> list[str]:
+def _args(tmp_path: Path, readme: Path, *options: str) -> list[str]:
     return [
         "--arms", "unbiased", "--seeds", "0", "--out", str(tmp_path / "runs"), "--figures",
-        str(tmp_path / "figures"), "--readme", str(readme), "--", *SHORT,
+        str(tmp_path / "figures"), "--readme", str(readme), *options, "--", *SHORT,
     ]  # fmt: skip
 
 
@@ -36,7 +37,7 @@ def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finis
     study = _study()
     readme = tmp_path / "README.md"
     readme.write_text(README)
-    assert study.main(_args(tmp_path, readme)) == 0
+    assert study.main(_args(tmp_path, readme, "--jobs", "2")) == 0
     log = tmp_path / "runs" / "unbiased" / "seed_0.log"
     console = log.read_text()
     text = readme.read_text()
@@ -49,6 +50,12 @@ def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finis
     seconds = study.generation_seconds(console)
     assert set(seconds) == {0, 1} and all(s > 0 for s in seconds.values())
     assert "| unbiased | " in section and "Total: " in section
+    (ledger,) = json.loads((tmp_path / "runs" / "wall_time.json").read_text())
+    assert ledger["jobs"] == 2 and ledger["seconds"] >= sum(seconds.values())
+    assert (
+        f"the study took {ledger['seconds'] / 3600:.2f} h of wall time in 1 invocation(s) with --jobs 2"
+        in section
+    )
     for name in ("fairness_unbiased.png", "generator_unbiased.png"):
         assert (tmp_path / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
 
@@ -68,4 +75,14 @@ def test_a_readme_without_the_markers_is_refused_before_any_run(tmp_path, capsys
         f"--readme {readme}: the README needs one '<!-- study_mnist:start -->' line"
         in capsys.readouterr().err
     )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_below_one_are_refused_before_any_run(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    with pytest.raises(SystemExit) as exit_info:
+        _study().main(_args(tmp_path, readme, "--jobs", "0"))
+    assert exit_info.value.code == 2
+    assert "--jobs 0: give 1 or more runs at a time" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
