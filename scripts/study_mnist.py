@@ -34,7 +34,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -46,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
+from selfloop.analysis.replication import spread  # noqa: E402
 from selfloop.analysis.runs import Run, load_run, run_finished  # noqa: E402
 from selfloop.console.progress import PREFIX, parse_duration  # noqa: E402
 
@@ -88,8 +88,8 @@ def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]], ledger: Sequen
         "|---|" + "---|" * (len(generations) + 1),
     ]
     for arm, runs in seconds.items():
-        cells = [_spread([run[g] for run in runs if g in run], "{:.0f}") for g in generations]
-        cells.append(_spread([sum(run.values()) / 60 for run in runs], "{:.1f}"))
+        cells = [spread([run[g] for run in runs if g in run], "{:.0f}") for g in generations]
+        cells.append(spread([sum(run.values()) / 60 for run in runs], "{:.1f}"))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     total = sum(sum(run.values()) for runs in seconds.values() for run in runs)
     runs = sum(len(r) for r in seconds.values())
@@ -119,13 +119,6 @@ class WallTime:
             self.entries[-1]["seconds"] = round(time.monotonic() - self.start, 1)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps(self.entries, indent=1))
-
-
-def _spread(values: Sequence[float], form: str) -> str:
-    if not values:
-        return ""
-    mean = form.format(statistics.mean(values))
-    return mean if len(values) == 1 else f"{mean} [{form.format(min(values))}-{form.format(max(values))}]"
 
 
 def _cpu() -> str:
@@ -189,6 +182,10 @@ def _section(
         f"{', '.join(runs)}; seeds {', '.join(map(str, seeds))}; panel {', '.join(archs)}). Do not edit by hand.",
         "",
         *replication.markdown(rows),
+        "",
+        "Test accuracy, mean [min-max] over seeds (a classifier near chance answers every subgroup alike):",
+        "",
+        *replication.accuracy_table(runs, archs),
         "",
         "FID per generation: the paper's Table 1 (Inception features, full MNIST) next to the study's domain FID "
         "(the judge's features, embedded digits): the scales differ, compare the shapes.",

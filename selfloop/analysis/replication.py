@@ -250,14 +250,38 @@ def fid_table(arms: Mapping[str, Sequence[Run]]) -> list[str]:
     lines = ["| generation | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for g in sorted(set(generations) | set(range(1, 11))):
         paper = [f"{PAPER_FID[a][g - 1]:g}" if g <= len(PAPER_FID[a]) else "" for a in present]
-        ours = []
-        for a in present:
-            values = [v for r in arms[a] if math.isfinite(v := r.value(g, GENERATOR_ARCH, "fid_raw"))]
-            ours.append(
-                f"{statistics.mean(values):.2f} [{min(values):.2f}-{max(values):.2f}]" if values else ""
-            )
+        ours = [spread(_values(arms[a], g, GENERATOR_ARCH, "fid_raw"), "{:.2f}") for a in present]
         lines.append(f"| {g} | " + " | ".join(paper + ours) + " |")
     return lines
+
+
+def accuracy_table(arms: Mapping[str, Sequence[Run]], archs: Sequence[str]) -> list[str]:
+    """Each arch's test accuracy per arm at generation 0 and at the last, mean [min-max] over seeds: the
+    context of every bias verdict (a classifier near chance answers every subgroup alike and reads as fair)."""
+    last = max(g for runs in arms.values() for r in runs for g in r.generations)
+    lines = [
+        "| arch | " + " | ".join(f"{a}: g0 -> g{last}" for a in arms) + " |",
+        "|---|" + "---|" * len(arms),
+    ]
+    for arch in archs:
+        cells = [
+            f"{spread(_values(runs, 0, arch, 'acc'), '{:.3f}')} -> {spread(_values(runs, last, arch, 'acc'), '{:.3f}')}"
+            for runs in arms.values()
+        ]
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def spread(values: Sequence[float], form: str) -> str:
+    """``mean [min-max]`` of ``values`` in ``form`` (the mean alone for one value, empty for none)."""
+    if not values:
+        return ""
+    mean = form.format(statistics.mean(values))
+    return mean if len(values) == 1 else f"{mean} [{form.format(min(values))}-{form.format(max(values))}]"
+
+
+def _values(runs: Sequence[Run], generation: int, arch: str, metric: str) -> list[float]:
+    return [v for r in runs if math.isfinite(v := r.value(generation, arch, metric))]
 
 
 def _span(seeds: Sequence[int]) -> str:

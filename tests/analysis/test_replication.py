@@ -107,3 +107,17 @@ def test_the_table_quotes_the_method_and_table_1_sits_next_to_the_studys_fid():
         f"| 1 | 111.7 | 109.4 | {np.mean(first):.2f} [{min(first):.2f}-{max(first):.2f}]"
     )
     assert fid[-1] == "| 10 | 106.3 | 116.5 |  |  |"  # the study stops at generation 6
+
+
+def test_the_accuracy_table_gives_each_arch_and_arm_its_mean_and_range_at_generation_0_and_the_last():
+    arms = _arms()
+    lines = replication.accuracy_table(arms, ARCHS)
+    assert lines[0] == "| arch | unbiased: g0 -> g6 | biased: g0 -> g6 | biased_accumulate: g0 -> g6 |"
+    first = [r.metrics[(0, "lenet", "acc")] for r in arms["biased"]]
+    last = [r.metrics[(6, "lenet", "acc")] for r in arms["biased"]]
+    cell = lines[2].split(" | ")[2]
+    assert cell == (
+        f"{np.mean(first):.3f} [{min(first):.3f}-{max(first):.3f}] -> "
+        f"{np.mean(last):.3f} [{min(last):.3f}-{max(last):.3f}]"
+    )
+    assert lines[3].startswith("| mobilenet_v3 | ")
