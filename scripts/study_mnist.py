@@ -9,7 +9,7 @@ for every arm and seed, one after another, each as its own process, its console 
 ``OUT/<arm>/seed_<S>.log``; ``--jobs N`` runs N at a time, each with ``cores // N`` threads (on 2 cores, two
 runs at one thread each get more done than one run at two: small convolutions use a second thread poorly).
 Rerunning the command continues: a finished run is skipped, an unfinished one is resumed by the loop. Each
-invocation's wall time goes to ``OUT/wall_time.json`` (updated as runs finish), so the study's total counts
+invocation's wall time goes to ``OUT/wall_time.json`` (updated every 30 s), so the study's total counts
 every session it took. The arms:
 
 * ``unbiased``: every class painted in the three colours alike (the paper's unbiased initialisation);
@@ -105,20 +105,41 @@ def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]], ledger: Sequen
 
 class WallTime:
     """The ledger ``OUT/wall_time.json``: one entry per invocation of the study, ``{"jobs", "seconds"}``,
-    rewritten as runs finish and when the invocation ends (a killed one loses only its last run's time)."""
+    rewritten every ``every`` seconds while the invocation lasts and when it ends, so a killed invocation
+    loses at most ``every`` seconds of its time.
 
-    def __init__(self, path: Path, jobs: int) -> None:
+    Example::
+
+        with WallTime(out / "wall_time.json", jobs=2) as wall_time:
+            ...  # the runs
+        total = sum(entry["seconds"] for entry in wall_time.entries)
+    """
+
+    def __init__(self, path: Path, jobs: int, every: float = 30.0) -> None:
         self.path = path
         self.entries: list[dict] = json.loads(path.read_text()) if path.is_file() else []
         self.entries.append({"jobs": jobs, "seconds": 0.0})
+        self.every = every
+        self.stopped = threading.Event()
         self.start = time.monotonic()
-        self.lock = threading.Lock()  # runs finish in worker threads
 
-    def update(self) -> None:
-        with self.lock:
-            self.entries[-1]["seconds"] = round(time.monotonic() - self.start, 1)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.entries, indent=1))
+    def __enter__(self) -> WallTime:
+        self.start = time.monotonic()
+        threading.Thread(target=self._beat, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self._write()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            self._write()
+
+    def _write(self) -> None:
+        self.entries[-1]["seconds"] = round(time.monotonic() - self.start, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.entries, indent=1))
 
 
 def _cpu() -> str:
@@ -257,23 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, config = options.out.resolve(), str(Path(options.config).resolve())
     run_dirs = {arm: [out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
     threads = max(1, (os.cpu_count() or 1) // options.jobs) if options.jobs > 1 else None
-    wall_time = WallTime(out / "wall_time.json", options.jobs)
     todo = [
         (arm, seed, run_dir)
         for arm, dirs in run_dirs.items()
         for seed, run_dir in zip(options.seeds, dirs, strict=True)
     ]
-
-    def run(arm: str, seed: int, run_dir: Path) -> bool:
-        ended = _run(config, arm, seed, run_dir, extra, threads)
-        wall_time.update()
-        return ended
-
-    try:
-        with ThreadPoolExecutor(options.jobs) as pool:
-            finished = list(pool.map(run, *zip(*todo, strict=True)))
-    finally:
-        wall_time.update()
+    with (
+        WallTime(out / "wall_time.json", options.jobs) as wall_time,
+        ThreadPoolExecutor(options.jobs) as pool,
+    ):
+        finished = list(pool.map(lambda task: _run(config, *task, extra, threads), todo))
     if not all(finished):
         print(
             f"[study_mnist] {finished.count(False)} run(s) did not finish; rerun to continue", file=sys.stderr

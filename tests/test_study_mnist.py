@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,18 @@ def test_jobs_below_one_are_refused_before_any_run(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "--jobs 0: give 1 or more runs at a time" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_wall_time_ledger_keeps_earlier_invocations_and_is_on_disk_while_one_lasts(tmp_path):
+    """A study killed mid-run (a session's end) keeps its time up to the last heartbeat."""
+    ledger = tmp_path / "wall_time.json"
+    ledger.write_text(json.dumps([{"jobs": 1, "seconds": 100.0}]))
+    with _study().WallTime(ledger, jobs=2, every=0.05):
+        for _ in range(100):  # up to 5 s for the first heartbeat
+            entries = json.loads(ledger.read_text())
+            if len(entries) == 2 and entries[1]["seconds"] > 0:
+                break
+            time.sleep(0.05)
+        assert entries[0] == {"jobs": 1, "seconds": 100.0}
+        assert entries[1]["jobs"] == 2 and entries[1]["seconds"] > 0
+    assert len(json.loads(ledger.read_text())) == 2
