@@ -1,4 +1,4 @@
-"""scripts/bench_overhead.py, bench_generations.py and bench_sd.py run end to end at tiny sizes.
+"""scripts/bench_overhead.py, bench_generations.py, bench_sd.py, bench_dcgan.py and bench_jobs.py at tiny sizes.
 
 The benchmarks' timings are never compared with a threshold (tests do not time things): the tests
 check that each script exits 0 and prints every documented figure, that the figures are finite and
@@ -8,6 +8,7 @@ plausible (positive times, memory at least the model's size), and that they agre
 
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import importlib.util
@@ -267,3 +268,46 @@ def test_bench_dcgan_times_each_candidate_against_the_earlier_quick_start(tmp_pa
     # Half the batches, same network: the work per batch is the baseline's.
     assert (by_name["half_schedule"]["batches_per_fit"], base["batches_per_fit"]) == ("1100", "2200")
     assert by_name["half_schedule"]["gflop_per_batch"] == base["gflop_per_batch"]
+    # bench_jobs.py reads the kept generator's ms per batch from this output.
+    assert _bench_jobs().generator_ms(out) == float(by_name["kept"]["ms_per_batch"])
+
+
+def _bench_jobs():
+    spec = importlib.util.spec_from_file_location("bench_jobs", REPO / "scripts" / "bench_jobs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_jobs_reads_mobilenets_ms_per_step_from_bench_classifiers(tmp_path):
+    bench_jobs = _bench_jobs()
+    arguments = bench_jobs.classifier_command(1, argparse.Namespace(steps=1))
+    arguments[arguments.index("--scratch-batch") + 1] = "4"  # tiny; the rest as bench_jobs.py runs it
+    out = run_script(Path(arguments[1]).name, *arguments[2:], cwd=tmp_path)
+    _, rows = table(out, ["setting", "arch"])
+    (row,) = [r for r in rows if r["arch"] == "mobilenet_v3"]
+    assert (row["size"], row["precision"], row["compile"]) == ("32", "fp32", "no")
+    assert bench_jobs.classifier_ms(out) == number(row["ms_per_step"]) > 0
+
+
+def test_bench_jobs_runs_the_copies_at_cores_over_jobs_threads_and_divides_the_throughputs(
+    monkeypatch, capsys
+):
+    """The orchestration and the arithmetic, on a workload that reports its thread count as its time."""
+    bench_jobs = _bench_jobs()
+    tell_threads = [sys.executable, "-c", "import sys; print('kept 0', sys.argv[1])"]
+    workload = (lambda threads, options: [*tell_threads, str(threads)], bench_jobs.generator_ms)
+    monkeypatch.setattr(bench_jobs, "WORKLOADS", {"threads": workload})
+    monkeypatch.setattr(bench_jobs.os, "cpu_count", lambda: 4)
+    assert bench_jobs.main(["--jobs", "2", "--rounds", "1"]) == 0
+    _, rows = table(capsys.readouterr().out, ["workload", "round"])
+    # Alone: 4 threads ("4 ms"); 2 copies at 2 threads each ("2 ms"): 2 x 4 / 2 = 4 times the work per second.
+    assert rows == [
+        {
+            "workload": "threads",
+            "round": "0",
+            "alone_ms": "4.00",
+            "concurrent_ms": "2.00",
+            "throughput_ratio": "4.000",
+        }
+    ]
