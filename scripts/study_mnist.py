@@ -2,7 +2,8 @@
 
     python scripts/study_mnist.py [--seeds 0 1 2 3 4] [--arms unbiased biased biased_accumulate]
         [--config configs/study_mnist.yaml] [--out lightning_logs/study_mnist]
-        [--figures lightning_logs/study_mnist_report] [--readme README.md] [--jobs 1] [-- EXTRA CLI ARGS]
+        [--figures lightning_logs/study_mnist_report] [--readme README.md] [--jobs 1] [--status]
+        [-- EXTRA CLI ARGS]
 
 Runs ``python main.py fit --config CONFIG <arm's arguments> --loop.seed S --loop.run_dir OUT/<arm>/seed_<S>``
 for every arm and seed, one after another, each as its own process, its console appended to
@@ -22,7 +23,8 @@ replication table of :mod:`selfloop.analysis.replication`, Table 1's FID next to
 time per generation and in total, with the CPU's name), the report's fairness and generator figures per arm,
 and the whole report (``OUT/report``); and it replaces the README's section between ``<!-- study_mnist:start
 -->`` and ``<!-- study_mnist:end -->`` with ``study_section.md`` (``--readme ''`` leaves the README alone).
-Arguments after ``--`` go to every run (the tests use them for a seconds-long study). Exit status 1 when a run
+``--status`` runs nothing and writes the section as a progress report instead: runs finished, their cost so far
+and the time the rest needs at their pace (no verdicts). Arguments after ``--`` go to every run (the tests use them for a seconds-long study). Exit status 1 when a run
 fails (the others still run; the section is then not written).
 """
 
@@ -34,6 +36,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -97,8 +100,8 @@ def cost_table(seconds: Mapping[str, Sequence[dict[int, float]]], ledger: Sequen
     jobs = sorted({entry["jobs"] for entry in ledger})
     lines += [
         "",
-        f"Total: the {runs} runs' times add up to {total / 3600:.2f} h; the study took {wall / 3600:.2f} h of wall "
-        f"time in {len(ledger)} invocation(s) with --jobs {'/'.join(map(str, jobs))}, on {_cpu()}.",
+        f"Total: the {runs} runs' times add up to {total / 3600:.2f} h; the study's invocations took {wall / 3600:.2f} h "
+        f"of wall time ({len(ledger)} invocation(s), --jobs {'/'.join(map(str, jobs))}), on {_cpu()}.",
     ]
     return lines
 
@@ -230,6 +233,42 @@ def _section(
     return "\n".join(lines)
 
 
+def _progress_section(run_dirs: Mapping[str, list[Path]], ledger: Sequence[dict]) -> str:
+    """The section while the study is unfinished: how many runs finished, their cost so far and, at their
+    pace and the last invocation's --jobs, the time the rest needs; no verdicts."""
+    done = {arm: [p for p in dirs if run_finished(p)] for arm, dirs in run_dirs.items()}
+    finished, total = sum(map(len, done.values())), sum(map(len, run_dirs.values()))
+    lines = [
+        f"Not finished: {finished} of {total} runs. No replication verdicts exist yet, so none are claimed; "
+        "`python scripts/study_mnist.py` (same arguments) continues the study and replaces this section with its "
+        "results. Written by `python scripts/study_mnist.py --status` from the finished runs' consoles.",
+    ]
+    seconds = {
+        arm: [generation_seconds(p.with_suffix(".log").read_text()) for p in dirs]
+        for arm, dirs in done.items()
+        if dirs
+    }
+    if not seconds:
+        return "\n".join(lines)
+    lines += [
+        "",
+        "Wall time per generation (the sum of its phases' console times) and per run of the finished runs, "
+        "mean [min-max] over seeds:",
+        "",
+        *cost_table(seconds, ledger),
+    ]
+    if ledger:
+        per_run = statistics.mean(sum(run.values()) for runs in seconds.values() for run in runs)
+        jobs = ledger[-1]["jobs"]
+        lines += [
+            "",
+            f"At the finished runs' mean ({per_run / 60:.0f} min a run, measured at --jobs {jobs}), the "
+            f"{total - finished} runs left need about {(total - finished) * per_run / jobs / 3600:.1f} h more at "
+            f"--jobs {jobs} (runs whose training sets grow more, as the accumulate arm's, take longer).",
+        ]
+    return "\n".join(lines)
+
+
 def _figures(
     run_dirs: Mapping[str, list[Path]], runs: Mapping[str, list[Run]], out: Path, figures: Path
 ) -> None:
@@ -262,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--readme", default="README.md", help="README whose study section is replaced ('': none)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each with cores // jobs threads")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="run nothing: write the section as a progress report of the finished runs (no verdicts)",
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     options = parser.parse_args(ours)
@@ -277,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Absolute paths: the runs start with the repository as their working directory, wherever this runs from.
     out, config = options.out.resolve(), str(Path(options.config).resolve())
     run_dirs = {arm: [out / arm / f"seed_{seed}" for seed in options.seeds] for arm in options.arms}
+    if options.status:
+        ledger = out / "wall_time.json"
+        section = _progress_section(run_dirs, json.loads(ledger.read_text()) if ledger.is_file() else [])
+        _write_section(section, options.figures, readme)
+        return 0
     threads = max(1, (os.cpu_count() or 1) // options.jobs) if options.jobs > 1 else None
     todo = [
         (arm, seed, run_dir)
@@ -299,12 +348,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for arm, dirs in run_dirs.items()
     }
     _figures(run_dirs, runs, out, options.figures)
-    section = _section(runs, seconds, wall_time.entries, options.figures)
-    (options.figures / "study_section.md").write_text(section)
+    _write_section(_section(runs, seconds, wall_time.entries, options.figures), options.figures, readme)
+    return 0
+
+
+def _write_section(section: str, figures: Path, readme: Path | None) -> None:
+    """``section`` into ``figures/study_section.md``, the README's study section (unless None) and stdout."""
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / "study_section.md").write_text(section)
     if readme is not None:
         readme.write_text(replace_section(readme.read_text(), section))
     print(section)
-    return 0
 
 
 if __name__ == "__main__":

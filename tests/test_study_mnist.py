@@ -54,11 +54,27 @@ def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finis
     (ledger,) = json.loads((tmp_path / "runs" / "wall_time.json").read_text())
     assert ledger["jobs"] == 2 and ledger["seconds"] >= sum(seconds.values())
     assert (
-        f"the study took {ledger['seconds'] / 3600:.2f} h of wall time in 1 invocation(s) with --jobs 2"
+        f"the study's invocations took {ledger['seconds'] / 3600:.2f} h of wall time (1 invocation(s), --jobs 2)"
         in section
     )
     for name in ("fairness_unbiased.png", "generator_unbiased.png"):
         assert (tmp_path / "figures" / name).read_bytes().startswith(b"\x89PNG"), name
+
+    # --status with a second seed not run: a progress report of the finished run, no verdicts, nothing run.
+    status = _args(tmp_path, readme, "--status")
+    status[status.index("--seeds") + 1 : status.index("--seeds") + 2] = ["0", "1"]
+    assert study.main(status) == 0
+    progress = (
+        readme.read_text().split("<!-- study_mnist:start -->\n")[1].split("\n<!-- study_mnist:end -->")[0]
+    )
+    assert progress.startswith("Not finished: 1 of 2 runs. No replication verdicts exist yet")
+    assert "| paper's takeaway |" not in progress and "| unbiased | " in progress
+    per_run = sum(seconds.values())
+    assert (
+        f"({per_run / 60:.0f} min a run, measured at --jobs 2), the 1 runs left need about {per_run / 2 / 3600:.1f} h"
+        in progress
+    )
+    assert not (tmp_path / "runs" / "unbiased" / "seed_1").exists()
 
     # Rerun: a finished run is skipped, its console untouched.
     run_dir = tmp_path / "runs" / "unbiased" / "seed_0"
