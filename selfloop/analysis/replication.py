@@ -221,7 +221,8 @@ _AMPLIFY = "the presence of dataset bias does not significantly amplify model bi
 
 def markdown(rows: Sequence[Row]) -> list[str]:
     """The replication table: one line per row, the tests and their verdicts in the last column."""
-    family = max((t.contrast.family_size for r in rows for t in r.tests), default=0)
+    judged = [t.contrast for r in rows for t in r.tests if t.contrast.judged]
+    equivalence = sum(c.margin is not None for c in judged)
     seeds = sorted({s for r in rows for t in r.tests for s in t.contrast.seeds})
     lines = [
         "| paper's takeaway | where | applies to | selfloop | why | tests (verdict: estimate [95% interval], "
@@ -233,7 +234,9 @@ def markdown(rows: Sequence[Row]) -> list[str]:
         lines.append(f"| {row.claim} | {row.where} | {row.scope} | **{row.outcome}** | {row.why} | {tests} |")
     lines += [
         "",
-        f"Method: {method_line()}; the family is this table's {family} tests; seeds {_span(seeds)}. A shift is "
+        f"Method: {method_line()}; the family is this table's {len(judged) + equivalence} p-values "
+        f"({len(judged)} difference tests and the {equivalence} equivalence tests of those whose metric has a "
+        f"margin); seeds {_span(seeds)}. A shift is "
         "generation 0 -> 1, a trend the slope per generation after generation 1; an arm or arch difference is "
         "paired by seed.",
     ]

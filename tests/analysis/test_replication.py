@@ -95,8 +95,17 @@ def test_an_arm_difference_is_a_paired_t_test_on_per_seed_slopes_and_the_table_i
 
 def test_the_table_quotes_the_method_and_table_1_sits_next_to_the_studys_fid():
     arms = _arms()
-    lines = replication.markdown(replication.build(arms, ARCHS))
+    rows = replication.build(arms, ARCHS)
+    lines = replication.markdown(rows)
     assert lines[0].startswith("| paper's takeaway |") and "Holm" in lines[-1]
+    (family,) = {t.contrast.family_size for row in rows for t in row.tests}
+    tests = sum(len(row.tests) for row in rows)  # every one judged; all but the FID rows' have a margin
+    fid_rows = sum(row.claim == replication._FID for row in rows)
+    assert family == 2 * tests - fid_rows
+    assert (
+        f"the family is this table's {family} p-values ({tests} difference tests and the {tests - fid_rows} "
+        "equivalence tests of those whose metric has a margin)" in lines[-1]
+    )
     fid = replication.fid_table(arms)
     assert (
         fid[0]
