@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from selfloop.core.catalogue import GENERATOR_ARCH
-from selfloop.core.errors import SelfLoopError
+from selfloop.core.errors import SelfLoopError, yaml_syntax
 from selfloop.run.compat import HARMLESS_KEYS, flatten
 from selfloop.run.manifest import Manifest, ManifestError
 from selfloop.run.phases import Phase
@@ -294,10 +294,19 @@ def load_runs(paths: Iterable[str | Path], ignored: Sequence[str] = IGNORED_KEYS
         ignored: config keys that do not define an experiment (see ``IGNORED_KEYS``).
 
     Raises:
-        RunLoadError: naming the first path that is missing or not a valid run directory, or both runs that
-            repeat a seed with different metrics.
+        RunLoadError: naming every run directory that cannot be read and why (all of them, so that one
+            pass finds every damaged run of a sweep), or both runs that repeat a seed with different metrics.
     """
-    runs = [load_run(p, ignored) for p in find_run_dirs(paths)]
+    runs, unreadable = [], []
+    for path in find_run_dirs(paths):
+        try:
+            runs.append(load_run(path, ignored))
+        except RunLoadError as err:
+            unreadable.append(str(err))
+    if len(unreadable) == 1:
+        raise RunLoadError(unreadable[0])
+    if unreadable:
+        raise RunLoadError(f"{len(unreadable)} run directories cannot be read: " + "; ".join(unreadable))
     runs.sort(key=lambda r: (r.group, r.seed, str(r.path)))
     kept: dict[tuple[str, int], Run] = {}
     for run in runs:
@@ -422,7 +431,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         reason = (
             f"not UTF-8 text: {err.reason} at byte {err.start}"
             if isinstance(err, UnicodeDecodeError)
-            else err
+            else yaml_syntax(err) or err
         )
         raise RunLoadError(f"{path}: cannot read the config ({reason})") from None
     if not isinstance(config, dict):

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-import yaml
 from jsonargparse import lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -28,6 +27,7 @@ from selfloop.core.errors import (
     PrerequisitesMissingError,
     RunInterrupted,
     SelfLoopError,
+    yaml_syntax,
 )
 from selfloop.data.base import SelfLoopDataModule
 from selfloop.filtering.review import ReviewPending
@@ -94,23 +94,13 @@ def one_line(message: str, error: BaseException | None = None, config_file: str 
         error: the exception behind it, if any (a YAML syntax error is read from its cause).
         config_file: the config file being read when the error arose.
     """
-    syntax = _yaml_error(error)
+    syntax = yaml_syntax(error)
     if syntax is not None:
-        where = f"line {syntax.problem_mark.line + 1}, column {syntax.problem_mark.column + 1}"
-        context = f" ({syntax.context})" if syntax.context else ""
-        return f"{config_file or 'the config file'}: YAML syntax error at {where}: {syntax.problem}{context}"
+        return f"{config_file or 'the config file'}: {syntax}"
     message = re.sub(r'Parser key "([^"]+)":\s*', r"--\1: ", message)
     if UNION_ERROR in message:
         message = _union_line(message)
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
-
-
-def _yaml_error(error: BaseException | None) -> yaml.MarkedYAMLError | None:
-    while error is not None:
-        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-            return error
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _union_line(message: str) -> str:

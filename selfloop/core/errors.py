@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 
 class SelfLoopError(Exception):
     """An error a user can act on: its message is one line naming the flag or path and what to do."""
@@ -73,3 +75,15 @@ class PrerequisitesMissingError(SelfLoopError, FileNotFoundError):
 
     def __reduce__(self) -> tuple[type, tuple[list[str]]]:
         return type(self), (self.problems,)
+
+
+def yaml_syntax(error: BaseException | None) -> str | None:
+    """``YAML syntax error at line L, column C: <problem> (<context>)`` for a YAML syntax error found in
+    ``error`` or its causes (one line, where PyYAML's own message spans several); ``None`` when there is none."""
+    while error is not None:
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            mark = error.problem_mark
+            context = f" ({error.context})" if error.context else ""
+            return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}"
+        error = error.__cause__ or error.__context__
+    return None

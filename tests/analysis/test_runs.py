@@ -174,6 +174,23 @@ def test_missing_and_invalid_run_directories_are_named(tmp_path: Path) -> None:
         load_runs([broken])
 
 
+def test_every_unreadable_run_of_a_sweep_is_named_in_one_error(tmp_path: Path) -> None:
+    good = write_run(tmp_path / "a_good", digits_config(tmp_path / "a_good", 0), {(0, "lenet", "md"): 0.1})
+    bad_config = write_run(
+        tmp_path / "b_run", digits_config(tmp_path / "b_run", 1), {(0, "lenet", "md"): 0.1}
+    )
+    (bad_config / "config.yaml").write_text("loop: [unclosed\n")
+    bad_csv = write_run(tmp_path / "c_run", digits_config(tmp_path / "c_run", 2), {(0, "lenet", "md"): 0.1})
+    (bad_csv / "metrics.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(RunLoadError) as raised:
+        load_runs([tmp_path])
+    message = str(raised.value)
+    assert message.startswith("2 run directories cannot be read: ") and "\n" not in message
+    assert f"{bad_config / 'config.yaml'}: cannot read the config (YAML syntax error at line 2, column 1: " in message
+    assert str(bad_csv / "metrics.csv") in message and "missing columns" in message
+    assert str(good) not in message
+
+
 def test_more_ignored_keys_merge_groups(sweep: Path) -> None:
     assert len(by_group(load_runs([sweep]))) == 2
     ignored = (*IGNORED_KEYS, "data.init_args.bias")
