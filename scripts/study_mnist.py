@@ -205,6 +205,8 @@ def _section(
         f"Written by `python scripts/study_mnist.py` from {sum(map(len, runs.values()))} runs (arms "
         f"{', '.join(runs)}; seeds {', '.join(map(str, seeds))}; panel {', '.join(archs)}). Do not edit by hand.",
         "",
+        replication.tally(rows),
+        "",
         *replication.markdown(rows),
         "",
         "Test accuracy, mean [min-max] over seeds (a classifier near chance answers every subgroup alike):",

@@ -98,6 +98,15 @@ def _equivalent(c: Contrast) -> bool:
     return c.verdict.startswith("unchanged")  # a test that cannot be judged says "cannot be judged"
 
 
+def _undecided(contrasts: list[Contrast]) -> str:
+    """Why a row whose contrasts neither decide for nor against its takeaway cannot tell: how many of them
+    are shown unchanged within their margins (the others are neither changed nor ruled out)."""
+    return (
+        f"{sum(map(_equivalent, contrasts))} of {len(contrasts)} contrasts are shown unchanged within their "
+        "margins; the rest are neither changed nor ruled out"
+    )
+
+
 def improves(contrasts: list[Contrast]) -> tuple[str, str]:
     """Accuracy improves: some contrast increases and none decreases."""
     if any(c.verdict == DECREASES for c in contrasts):
@@ -106,7 +115,7 @@ def improves(contrasts: list[Contrast]) -> tuple[str, str]:
         return AGREES, "accuracy increases and nothing decreases"
     if all(_equivalent(c) for c in contrasts):
         return DISAGREES, "accuracy is unchanged within the margin"
-    return CANNOT_TELL, "no change detected and none ruled out"
+    return CANNOT_TELL, _undecided(contrasts)
 
 
 def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
@@ -116,10 +125,7 @@ def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
         return DISAGREES, f"{len(moved)} of {len(contrasts)} contrasts change"
     if all(_equivalent(c) for c in contrasts):
         return AGREES, f"all {len(contrasts)} contrasts are unchanged within their margins"
-    return CANNOT_TELL, (
-        f"{sum(map(_equivalent, contrasts))} of {len(contrasts)} contrasts are shown unchanged within their "
-        "margins; the rest are neither changed nor ruled out"
-    )
+    return CANNOT_TELL, _undecided(contrasts)
 
 
 def differs(contrasts: list[Contrast]) -> tuple[str, str]:
@@ -128,7 +134,7 @@ def differs(contrasts: list[Contrast]) -> tuple[str, str]:
         return AGREES, "the archs' contrasts differ"
     if all(_equivalent(c) for c in contrasts):
         return DISAGREES, "the archs' contrasts are equal within the margin"
-    return CANNOT_TELL, "no difference detected and none ruled out"
+    return CANNOT_TELL, _undecided(contrasts)
 
 
 def flat(contrasts: list[Contrast]) -> tuple[str, str]:
@@ -241,6 +247,19 @@ def markdown(rows: Sequence[Row]) -> list[str]:
         "paired by seed.",
     ]
     return lines
+
+
+def tally(rows: Sequence[Row]) -> str:
+    """One sentence counting the outcomes of the rows on the paper's takeaways, e.g. ``Of the 14 rows on the
+    paper's takeaways: 2 agree, 1 disagrees, 11 cannot tell at this scale.``"""
+    outcomes = [row.outcome for row in rows if row.outcome in (AGREES, DISAGREES, CANNOT_TELL)]
+    words = {
+        AGREES: ("agrees", "agree"),
+        DISAGREES: ("disagrees", "disagree"),
+        CANNOT_TELL: (CANNOT_TELL,) * 2,
+    }
+    counts = [f"{n} {words[o][n != 1]}" for o in (AGREES, DISAGREES, CANNOT_TELL) if (n := outcomes.count(o))]
+    return f"Of the {len(outcomes)} rows on the paper's takeaways: {', '.join(counts) or 'none'}."
 
 
 def fid_table(arms: Mapping[str, Sequence[Run]]) -> list[str]:

@@ -365,7 +365,9 @@ def method_line() -> str:
     """The method in one line, for every table the verdicts appear in."""
     return (
         f"per-seed contrasts, 95% t-interval and t-test over seeds; TOST against the catalogue's margin; "
-        f"{FAMILY_METHOD_NAME} correction over the report's family at {ALPHA:g}"
+        f"{FAMILY_METHOD_NAME} correction over the report's family at {ALPHA:g} (the verdicts follow the adjusted "
+        "p-values; the intervals are each test's own, not widened for the family, so one may exclude 0 while "
+        "its adjusted p stays above the level)"
     )
 
 

@@ -11,7 +11,7 @@ from statsmodels.stats.multitest import multipletests
 
 from selfloop.analysis import replication
 from selfloop.analysis.runs import Run
-from selfloop.analysis.verdicts import seed_contrasts
+from selfloop.analysis.verdicts import NO_CHANGE, correct_family, make_test, seed_contrasts
 
 SEEDS = range(5)
 GENERATIONS = range(7)
@@ -130,3 +130,25 @@ def test_the_accuracy_table_gives_each_arch_and_arm_its_mean_and_range_at_genera
         f"{np.mean(last):.3f} [{min(last):.3f}-{max(last):.3f}]"
     )
     assert lines[3].startswith("| mobilenet_v3 | ")
+
+
+def test_a_row_that_cannot_tell_says_how_many_of_its_contrasts_are_shown_unchanged():
+    flat = make_test("trend", [0.001, -0.001, 0.0005, -0.0005, 0.0], list(SEEDS), margin=0.01)
+    noisy = make_test("shift", [0.05, -0.04, 0.03, -0.06, 0.02], list(SEEDS), margin=0.01)
+    correct_family([flat, noisy])
+    assert (flat.verdict, noisy.verdict) == ("unchanged within ±0.01", NO_CHANGE)
+    for rule in (replication.improves, replication.barely_changes, replication.differs):
+        assert rule([flat, noisy]) == (
+            replication.CANNOT_TELL,
+            "1 of 2 contrasts are shown unchanged within their margins; the rest are neither changed nor ruled out",
+        )
+
+
+def test_the_tally_counts_the_outcomes_of_the_paper_rows_only():
+    rows = replication.build(_arms(), ARCHS, beyond=[("biased_accumulate", "biased")])
+    paper = [r for r in rows if not r.claim.startswith("(beyond the paper)")]
+    disagree = sum(r.outcome == replication.DISAGREES for r in paper)
+    assert disagree == 2  # the planted FID rise, in both arms
+    assert replication.tally(rows) == (
+        f"Of the {len(paper)} rows on the paper's takeaways: {len(paper) - disagree} agree, 2 disagree."
+    )

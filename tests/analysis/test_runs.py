@@ -186,7 +186,10 @@ def test_every_unreadable_run_of_a_sweep_is_named_in_one_error(tmp_path: Path) -
         load_runs([tmp_path])
     message = str(raised.value)
     assert message.startswith("2 run directories cannot be read: ") and "\n" not in message
-    assert f"{bad_config / 'config.yaml'}: cannot read the config (YAML syntax error at line 2, column 1: " in message
+    assert (
+        f"{bad_config / 'config.yaml'}: cannot read the config (YAML syntax error at line 2, column 1: "
+        in message
+    )
     assert str(bad_csv / "metrics.csv") in message and "missing columns" in message
     assert str(good) not in message
 
