@@ -47,8 +47,8 @@ def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finis
     assert head == "# selfloop\n\nbefore\n" and tail == "\nafter\n" and "old section" not in text
     assert (tmp_path / "figures" / "study_section.md").read_text().rstrip() == section
     assert "| paper's takeaway |" in section and "cannot be judged" in section  # one seed judges nothing
-    # one arm, one arch: the FID, accuracy and single-bias rows, none decided on one seed
-    assert "Of the 3 rows on the paper's takeaways: 3 cannot tell at this scale." in section
+    # one arm, one arch: the FID, accuracy, single-bias and subgroup-variation rows, none decided on one seed
+    assert "Of the 4 rows on the paper's takeaways: 4 cannot tell at this scale." in section
     assert "| 1 | 111.7 |" in section  # Table 1 next to the study's FID
     seconds = study.generation_seconds(console)
     assert set(seconds) == {0, 1} and all(s > 0 for s in seconds.values())

@@ -128,6 +128,16 @@ def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
     return CANNOT_TELL, _undecided(contrasts)
 
 
+def varies(contrasts: list[Contrast]) -> tuple[str, str]:
+    """Subgroup performance varies with generated data: some contrast changes."""
+    moved = [c for c in contrasts if c.changed]
+    if moved:
+        return AGREES, f"{len(moved)} of {len(contrasts)} contrasts change"
+    if all(_equivalent(c) for c in contrasts):
+        return DISAGREES, f"all {len(contrasts)} contrasts are unchanged within their margins"
+    return CANNOT_TELL, _undecided(contrasts)
+
+
 def differs(contrasts: list[Contrast]) -> tuple[str, str]:
     """Archs differ: the paired difference of their contrasts is not 0."""
     if any(c.changed for c in contrasts):
@@ -184,6 +194,13 @@ def build(
                 for kind in ("shift", "trend")
             ]
             rows.append(Row(_SINGLE, "§4.2", f"{arm}, {arch}", tests, barely_changes))
+    for arm in paper_arms:
+        for arch in archs:
+            tests = [
+                Test(f"worst_group_acc {kind}", contrast(arms[arm], arch, "worst_group_acc", kind))
+                for kind in ("shift", "trend")
+            ]
+            rows.append(Row(_VARIATION, "§4.2", f"{arm}, {arch}", tests, varies))
     if len(archs) >= 2:
         for arm in paper_arms:
             tests = [
@@ -221,6 +238,7 @@ def build(
 _FID = "FID stays roughly flat across generations: the generator learns a representation close to the real samples'"
 _ACC = "models are consistently improved by augmenting the data set with generated data across generations"
 _SINGLE = "generated data does not significantly affect single-bias performance (MEO, DI, MD)"
+_VARIATION = "generated data can lead to substantial variations in subgroup performance, revealing the multi-bias problem"
 _SUBGROUP = "the impact on subgroup performance varies between architectures"
 _AMPLIFY = "the presence of dataset bias does not significantly amplify model bias"
 

@@ -58,6 +58,9 @@ def test_each_takeaway_gets_the_outcome_its_planted_answer_implies():
             assert outcome[(replication._ACC, f"{arm}, {arch}")] == replication.AGREES
             assert outcome[(replication._SINGLE, f"{arm}, {arch}")] == replication.AGREES
         assert outcome[(replication._SUBGROUP, arm)] == replication.AGREES
+        # planted: LeNet's worst subgroup is flat, MobileNet-V3's falls by 0.02 a generation
+        assert outcome[(replication._VARIATION, f"{arm}, lenet")] == replication.DISAGREES
+        assert outcome[(replication._VARIATION, f"{arm}, mobilenet_v3")] == replication.AGREES
     for arch in ARCHS:
         assert outcome[(replication._AMPLIFY, arch)] == replication.AGREES
         assert outcome[("(beyond the paper) biased_accumulate against biased", arch)] == "(beyond the paper)"
@@ -148,7 +151,7 @@ def test_the_tally_counts_the_outcomes_of_the_paper_rows_only():
     rows = replication.build(_arms(), ARCHS, beyond=[("biased_accumulate", "biased")])
     paper = [r for r in rows if not r.claim.startswith("(beyond the paper)")]
     disagree = sum(r.outcome == replication.DISAGREES for r in paper)
-    assert disagree == 2  # the planted FID rise, in both arms
+    assert disagree == 4  # per arm: the planted FID rise, LeNet's flat worst subgroup
     assert replication.tally(rows) == (
-        f"Of the {len(paper)} rows on the paper's takeaways: {len(paper) - disagree} agree, 2 disagree."
+        f"Of the {len(paper)} rows on the paper's takeaways: {len(paper) - disagree} agree, 4 disagree."
     )
