@@ -30,6 +30,10 @@ def test_a_cli_run_fills_and_evicts_the_queue(tiny_cli_run):
     assert all(s["count"] == 40 for s in manifest["queue"])
     for n in range(3):
         assert f"g{n}/classifier/lenet" in manifest["completed"]
+    # Every unit of the console's ETA is timed in the manifest, for a resumed run's estimate.
+    units = ["g0/classifier/lenet", "g1/filter", "g1/classifier/lenet", "g2/filter", "g2/classifier/lenet"]
+    assert sorted(manifest["unit_seconds"]) == sorted(units)
+    assert all(seconds > 0 for seconds in manifest["unit_seconds"].values())
     for n in (1, 2):
         assert (run / "samples" / f"gen_{n:03d}.png").stat().st_size > 0
     assert (run / "config.yaml").is_file()

@@ -183,6 +183,39 @@ def test_progress_of_a_resumed_run_counts_only_the_phases_left(runner):
     assert lines[-1] == "[selfloop] g1/1 classifier lenet · done in 8.0 s · run ETA 0.0 s"
 
 
+def test_a_resumed_run_estimates_from_the_units_the_manifest_recorded_and_records_its_own(runner):
+    # A first process finished generation 0 and generation 1 (generator unit 60 s, LeNet 8 s and 10 s) and
+    # recorded them in the manifest; a new process resumes at generator 2 of 2.
+    first = _progress(runner, [0, 8, 8, 50, 55, 68, 68, 78], archs=("lenet",), generations=2)
+    runner.begin(Phase.classifier(0, "lenet"))
+    runner.complete(Phase.classifier(0, "lenet"))
+    _generation_one(runner)
+    runner.begin(Phase.classifier(1, "lenet"))
+    runner.complete(Phase.classifier(1, "lenet"))
+    assert (
+        first.getvalue().splitlines()[-1]
+        == "[selfloop] g1/2 classifier lenet · done in 10.0 s · run ETA 1 min 9 s"
+    )
+    recorded = Manifest.load(runner.run.manifest_file)
+    assert recorded.unit_seconds == {"g0/classifier/lenet": 8, "g1/filter": 60, "g1/classifier/lenet": 10}
+
+    runner.manifest = recorded
+    stream = io.StringIO()
+    runner.progress = PhaseProgress(
+        2, ("lenet",), stream=stream, clock=_clock([1000, 1050, 1053, 1054]), recorded=recorded.unit_seconds
+    )
+    runner.begin(Phase.generator(2))
+    runner.complete(Phase.generator(2))
+    runner.complete(Phase.sample(2))
+    runner.complete(Phase.filter(2))
+    lines = stream.getvalue().splitlines()
+    # Left after generator 2's fit: the rest of its unit (60 s, from the record) and LeNet 2 (mean of 8 and 10).
+    assert lines[1] == "[selfloop] g2/2 generator · done in 50.0 s · run ETA 1 min 9 s"
+    # Generator 2's unit took 54 s in this process; LeNet 2 is left.
+    assert lines[-1] == "[selfloop] g2/2 filter · done in 1.0 s · run ETA 9.0 s"
+    assert Manifest.load(runner.run.manifest_file).unit_seconds["g2/filter"] == 54
+
+
 def test_a_running_fit_estimates_its_phase_from_its_steps_and_the_runs_eta_from_that(runner):
     # Generation 0's classifier took 20 s; generator 1 of 2 started at 20 s. Every call reads the clock once.
     times = [0, 20, 20, 35, 50, 80, 90, 90]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -45,8 +45,10 @@ class PhaseProgress:
     The ETA counts the run's units that are not done yet, a generator unit (generator fit, sampling,
     review, filter) per generation n >= 1 and a classifier unit per generation and arch, and multiplies
     each by the mean wall time of the units of its kind (generator, or classifier of that arch) finished
-    so far in this process. A unit's wall time runs from the end of the unit before it, so the setup
-    between phases counts; the once-per-run judge and subgroup oracle fits do not.
+    so far: in this process, and, for a resumed run, in the processes before it (``recorded``: the
+    manifest's ``unit_seconds``, which ``phase_completed``'s return values fill). A unit's wall time runs
+    from the end of the unit before it, so the setup between phases counts; the once-per-run judge and
+    subgroup oracle fits do not.
 
     During a fit, ``fit_progress`` is told the share of the fit's steps done (``FitProgress``: Lightning's
     ``global_step`` of ``max_steps``, or the batches of ``max_epochs``) and prints, at most every
@@ -62,6 +64,7 @@ class PhaseProgress:
         stream: where lines go (default: ``sys.stdout`` at the time of writing).
         clock: seconds of a monotonic clock.
         interval: the least seconds between two lines of one fit's progress.
+        recorded: the wall seconds of units finished before this process, by the phase key that ends them.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class PhaseProgress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         interval: float = 30.0,
+        recorded: Mapping[str, float] | None = None,
     ) -> None:
         self.generations = generations
         self.archs = tuple(archs)
@@ -83,6 +87,9 @@ class PhaseProgress:
         self._line_mark: float | None = None  # when the running fit's last line was printed
         self._unit_mark: float | None = None
         self._durations: dict[str, list[float]] = {}
+        for kind, key in self._units():
+            if recorded and key in recorded:
+                self._durations.setdefault(kind, []).append(recorded[key])
 
     def phase_started(self, phase: Phase) -> None:
         """Called when ``phase`` begins (``PhaseRunner.begin``)."""
@@ -90,18 +97,22 @@ class PhaseProgress:
         self._step_mark = self._line_mark = now
         self._write(f"{self._label(phase)} · start")
 
-    def phase_completed(self, phase: Phase, completed: Collection[str]) -> None:
-        """Called when ``phase`` is recorded as done; ``completed``: every phase key done in the run."""
+    def phase_completed(self, phase: Phase, completed: Collection[str]) -> float | None:
+        """Called when ``phase`` is recorded as done; ``completed``: every phase key done in the run. Returns
+        the wall seconds of the unit that ``phase`` ends, or ``None`` when it ends none."""
         now = self._now()
         elapsed = now - (self._step_mark if self._step_mark is not None else now)
         self._step_mark = self._line_mark = now
         kind = self._unit_kind(phase)
+        unit_seconds = None
         if kind is not None:
-            self._durations.setdefault(kind, []).append(now - self._unit_mark)
+            unit_seconds = now - self._unit_mark
+            self._durations.setdefault(kind, []).append(unit_seconds)
             self._unit_mark = now
         elif phase.step in ("subgroup_oracle", "judge"):
             self._unit_mark = now
         self._write(f"{self._label(phase)} · done in {format_duration(elapsed)} · {self._eta(completed)}")
+        return unit_seconds
 
     def fit_progress(self, phase: Phase, fraction: float, completed: Collection[str]) -> None:
         """Called during ``phase``'s fit with the share of its steps done, in (0, 1]; ``completed``: every

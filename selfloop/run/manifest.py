@@ -29,6 +29,9 @@ class Manifest:
         config: the result-shaping config the run started with (see ``selfloop.run.compat``).
         metrics: the rows of ``metrics.csv`` as of the last finished phase, from which a missing or
             edited ``metrics.csv`` is rebuilt (``None`` in manifests written before it was recorded).
+        unit_seconds: the wall seconds of each finished unit of the console's run ETA (a generator unit, keyed
+            ``g<n>/filter``; a classifier fit, keyed by its phase), as the process that finished it measured
+            them; a resumed run estimates its time left from them.
     """
 
     seed: int
@@ -38,6 +41,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     metrics: list[dict] | None = None
+    unit_seconds: dict[str, float] = field(default_factory=dict)
     format: int = FORMAT
 
     def is_done(self, key: str) -> bool:
@@ -110,6 +114,8 @@ def _shape_problem(raw: dict) -> str | None:
         return "'files' must map paths to SHA-256 hashes"
     if not isinstance(raw.get("config", {}), dict):
         return "'config' must be an object"
+    if not _is_map(raw.get("unit_seconds", {}), (int, float)):
+        return "'unit_seconds' must map phase keys to seconds"
     metrics = raw.get("metrics")
     if metrics is not None and not (isinstance(metrics, list) and all(_is_map(row, str) for row in metrics)):
         return "'metrics' must list rows of text values"

@@ -95,8 +95,9 @@ class PhaseListener(Protocol):
 
     def phase_started(self, phase: Phase) -> None: ...
 
-    def phase_completed(self, phase: Phase, completed: Collection[str]) -> None:
-        """``completed``: the key of every phase done in the run so far, ``phase`` included."""
+    def phase_completed(self, phase: Phase, completed: Collection[str]) -> float | None:
+        """``completed``: the key of every phase done in the run so far, ``phase`` included. Returns the wall
+        seconds of the unit of work that ``phase`` ends (recorded in the manifest), or ``None``."""
 
 
 class PhaseRunner:
@@ -149,11 +150,12 @@ class PhaseRunner:
         return seed
 
     def complete(self, phase: Phase) -> None:
-        """Mark ``phase`` finished and make the manifest (with the queue's state) durable."""
+        """Mark ``phase`` finished (with its unit's wall seconds, when the progress listener times one) and make
+        the manifest (with the queue's state) durable."""
         self.manifest.mark_done(phase.key)
         self.manifest.seeds[phase.key] = phase.seed(self.base_seed)
-        self.save_manifest()
         self._report_completed(phase)
+        self.save_manifest()
 
     @rank_zero_only
     def _report_started(self, phase: Phase) -> None:
@@ -162,8 +164,11 @@ class PhaseRunner:
 
     @rank_zero_only
     def _report_completed(self, phase: Phase) -> None:
-        if self.progress is not None:
-            self.progress.phase_completed(phase, self.manifest.completed)
+        if self.progress is None:
+            return
+        seconds = self.progress.phase_completed(phase, self.manifest.completed)
+        if seconds is not None:
+            self.manifest.unit_seconds[phase.key] = seconds
 
     @rank_zero_only
     def save_manifest(self) -> None:

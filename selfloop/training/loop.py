@@ -104,7 +104,9 @@ class SelfConsumingLoop:
 
     def run(self) -> None:
         """Every generation's phases in order; a phase recorded as done is skipped (resume)."""
-        self.runner.progress = PhaseProgress(self.config.generations, self.archs)
+        self.runner.progress = PhaseProgress(
+            self.config.generations, self.archs, recorded=self.runner.manifest.unit_seconds
+        )
         with self.stop:
             try:
                 self._repair_queue()

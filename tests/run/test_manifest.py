@@ -15,6 +15,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     manifest.mark_done("g0/classifier/lenet")  # marking twice records once
     manifest.seeds["g0/classifier/lenet"] = 11
     manifest.files["classifiers/gen_000/lenet.pt"] = "ab" * 32
+    manifest.unit_seconds["g0/classifier/lenet"] = 12.5
     manifest.save(tmp_path / "manifest.json")
     loaded = Manifest.load(tmp_path / "manifest.json")
     assert loaded == manifest
@@ -27,8 +28,9 @@ def test_round_trip_keeps_every_field(tmp_path):
         "{not json",
         json.dumps({"seed": 0, "format": 99}),
         json.dumps({"seed": 0, "format": 1, "completed": [1]}),
+        json.dumps({"seed": 0, "format": 1, "unit_seconds": {"g1/filter": "long"}}),
     ],
-    ids=["not-json", "other-format", "bad-completed"],
+    ids=["not-json", "other-format", "bad-completed", "bad-unit-seconds"],
 )
 def test_damaged_manifest_is_named_with_what_to_do(tmp_path, content):
     path = tmp_path / "manifest.json"
@@ -36,3 +38,5 @@ def test_damaged_manifest_is_named_with_what_to_do(tmp_path, content):
     with pytest.raises(ManifestError, match=str(path)) as err:
         Manifest.load(path)
     assert "--loop.run_dir" in str(err.value)
+    if "unit_seconds" in content:
+        assert "'unit_seconds' must map phase keys to seconds" in str(err.value)
