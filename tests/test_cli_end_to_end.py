@@ -49,9 +49,10 @@ def test_a_cli_run_fills_and_evicts_the_queue(tiny_cli_run):
             "worst_group_acc",
             "subgroup_acc_0",
             "ranked_subgroup_acc_2",
+            "acc_chance_p",
         ):
             assert (n, metric) in lenet
-        assert 0 <= lenet[(n, "acc")] <= 1
+        assert 0 <= lenet[(n, "acc")] <= 1 and 0 <= lenet[(n, "acc_chance_p")] <= 1
     gen = {(int(r["generation"]), r["metric"]): float(r["value"]) for r in rows if r["arch"] == "generator"}
     for n in (1, 2):
         for metric in ("gen_label_acc", "gen_label_acc_kept", "u_t", "fid_raw", "fid_kept"):

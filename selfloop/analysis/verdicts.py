@@ -48,6 +48,8 @@ from statsmodels.stats.weightstats import DescrStatsW
 from selfloop.analysis.runs import Run, by_group
 from selfloop.analysis.seed_stats import SeedInterval, fmt, t_interval
 from selfloop.core.catalogue import GENERATOR_ARCH, MetricSpec, metrics_of, spec
+from selfloop.metrics.chance import ALPHA as CHANCE_ALPHA
+from selfloop.metrics.chance import CHANCE_P
 
 Kind = Literal["shift", "trend"]
 FAMILY_METHOD_NAME = "Holm"
@@ -392,6 +394,24 @@ def _complete(members: Sequence[Run]) -> tuple[list[Run], list[str]]:
     return kept, notes
 
 
+def _at_chance(group: str, members: Sequence[Run], arch: str) -> list[str]:
+    """A note when ``arch`` was not above chance in some run and generation of ``group`` (the loop's ``CHANCE_P``; runs
+    written before it was logged have none)."""
+    found = [
+        f"seed {run.seed} generation {g}"
+        for run in members
+        for (g, a, m), p in sorted(run.metrics.items())
+        if a == arch and m == CHANCE_P and p >= CHANCE_ALPHA
+    ]
+    if not found:
+        return []
+    return [
+        f"{arch} of {group} is not above chance (binomial p >= {CHANCE_ALPHA:g} against always guessing the commonest class) "
+        f"in {len(found)} fit(s) ({', '.join(found)}): its bias metrics there describe a classifier that learned "
+        "nothing (one answer for every subgroup reads as fair)"
+    ]
+
+
 def metric_verdicts(
     runs: Iterable[Run],
     classifier_metrics: Sequence[str] = metrics_of("classifier"),
@@ -412,6 +432,7 @@ def metric_verdicts(
     for group, members in by_group(runs).items():
         complete, notes = _complete(members)
         archs = list(dict.fromkeys(a for run in members for a in run.archs))
+        chance = {a: _at_chance(group, complete, a) for a in archs}
         wanted = [(a, m) for a in archs for m in classifier_metrics]
         wanted += [(GENERATOR_ARCH, m) for m in generator_metrics]
         for arch, name in wanted:
@@ -426,7 +447,7 @@ def metric_verdicts(
             seeds = [s for s, _, _ in per_seed]
             generations = sorted({g for _, _, gens in per_seed for g in gens})
             shift = None
-            extra = list(notes)
+            extra = notes + chance.get(arch, [])
             if entry.source == "classifier":
                 shift = make_test("shift", [c["shift"] for _, c, _ in per_seed], seeds, entry.margin)
                 if [g for g in generations if g >= 1] == [1]:

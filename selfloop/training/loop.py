@@ -42,7 +42,7 @@ from selfloop.data.subgroup_cells import SubgroupCellData
 from selfloop.filtering.sample_filter import SampleFilter
 from selfloop.filtering.selection import subgroup_mix
 from selfloop.generators.base import ConditionalGenerator
-from selfloop.metrics.chance import chance_warning
+from selfloop.metrics.chance import CHANCE_P, chance_p_value, chance_warning
 from selfloop.metrics.fid import FidTracker, InceptionFeatures, penultimate_extractor, write_fid_table
 from selfloop.run.phases import Phase, PhaseRunner
 from selfloop.run.preemption import GracefulStop
@@ -450,8 +450,9 @@ class SelfConsumingLoop:
         """Save f_n's weights, write its metrics rows and mark its phase finished."""
         phase = Phase.classifier(n, arch)
         self.runner.save(self.runner.run.classifier_weights(n, arch), state, strategy)
-        self._record(n, arch, metrics)
-        if warning := chance_warning(metrics["acc"], self.datamodule.test_set.labels):
+        labels = self.datamodule.test_set.labels
+        self._record(n, arch, {**metrics, CHANCE_P: chance_p_value(metrics["acc"], labels)})
+        if warning := chance_warning(metrics["acc"], labels):
             rank_zero_warn(f"generation {n} · {arch}: {warning}")
         self.runner.complete(phase)
         self._end_phase()

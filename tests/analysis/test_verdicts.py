@@ -149,3 +149,22 @@ def test_metric_verdicts_of_runs_leave_unfinished_runs_out_and_say_so() -> None:
     assert row["shift_verdict"] == "decreases" and row["n_seeds"] == 5 and "Holm" in row["method"]
     assert row["generations"] == "0 1 2 3 4 5" and row["margin"] == 0.01
     assert md.sentence().startswith("md of lenet: adding generated data lowers it once (generation 0 -> 1: ")
+
+
+def test_a_classifier_not_above_chance_in_some_fit_is_noted_on_its_verdicts_only() -> None:
+    runs = []
+    for seed in range(3):
+        metrics = {}
+        for g in range(4):
+            for arch in ("lenet", "alexnet"):
+                metrics[g, arch, "md"] = 0.02 + 0.001 * seed + 0.0001 * g
+                # alexnet guessed one class in seed 1's generation 2 (p = 0.4); every other fit learned.
+                metrics[g, arch, "acc_chance_p"] = 0.4 if (arch, seed, g) == ("alexnet", 1, 2) else 1e-9
+        runs.append(run(seed, metrics))
+    found = {v.arch: v for v in metric_verdicts(runs)}
+    assert found["lenet"].notes == []
+    assert found["alexnet"].notes == [
+        "alexnet of ColoredDigits-00000000 is not above chance (binomial p >= 0.01 against always guessing the commonest class) in 1 fit(s) "
+        "(seed 1 generation 2): its bias metrics there describe a classifier that learned nothing (one answer "
+        "for every subgroup reads as fair)"
+    ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scipy import stats
 
-from selfloop.metrics.chance import chance_warning
+from selfloop.metrics.chance import ALPHA, chance_p_value, chance_warning
 
 BALANCED = torch.arange(3000) % 10  # 10 classes, 300 test images each, as the study's test split
 
@@ -33,3 +34,9 @@ def test_chance_on_an_unbalanced_test_set_is_the_commonest_class_share():
     warning = chance_warning(0.9, labels)
     assert warning is not None and "not above chance (0.900" in warning
     assert chance_warning(0.95, labels) is None
+
+
+def test_the_logged_p_value_is_the_exact_binomial_upper_tail():
+    # 315 of 3,000 right where always guessing one class gets 300: P(X >= 315) for X ~ Binomial(3000, 0.1).
+    assert chance_p_value(0.105, BALANCED) == pytest.approx(stats.binom.sf(314, 3000, 0.1), rel=1e-9)
+    assert chance_p_value(0.105, BALANCED) >= ALPHA > chance_p_value(0.12, BALANCED)
