@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 from selfloop.analysis.replication import spread  # noqa: E402
 from selfloop.analysis.runs import Run, load_run, run_finished  # noqa: E402
 from selfloop.console.progress import PREFIX, parse_duration  # noqa: E402
+from selfloop.run.atomic import atomic_write_json  # noqa: E402
 
 ARMS: dict[str, tuple[str, ...]] = {
     "unbiased": ("--data.init_args.bias", "unbiased"),
@@ -128,11 +129,13 @@ class WallTime:
 
     def __enter__(self) -> WallTime:
         self.start = time.monotonic()
-        threading.Thread(target=self._beat, daemon=True).start()
+        self.heartbeat = threading.Thread(target=self._beat, daemon=True)
+        self.heartbeat.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stopped.set()
+        self.heartbeat.join()  # its last write must not land after the final one
         self._write()
 
     def _beat(self) -> None:
@@ -142,7 +145,7 @@ class WallTime:
     def _write(self) -> None:
         self.entries[-1]["seconds"] = round(time.monotonic() - self.start, 1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.entries, indent=1))
+        atomic_write_json(self.path, self.entries)  # a kill mid-write keeps the ledger before it
 
 
 def _cpu() -> str:
@@ -218,6 +221,12 @@ def _section(
         "",
         *replication.fid_table(runs),
         "",
+        "The generated digits' colour mix against the real training set's: u_t per generation, mean [min-max] "
+        "over seeds (per class the total variation distance between the two mixes, averaged over classes; 0 is "
+        f"the real mix; digits whose colour the colour oracle cannot read are left out).{_mix_note(runs)}",
+        "",
+        *replication.mix_table(runs),
+        "",
         "Wall time per generation (the sum of its phases' console times) and per run, mean [min-max] over seeds"
         + (
             " (runs ran --jobs at a time, sharing the CPU, each with cores // jobs threads)"
@@ -233,6 +242,23 @@ def _section(
         for name in ("fairness", "generator"):
             lines += [f"![{name} over generations, arm {arm}]({figures.as_posix()}/{name}_{arm}.png)", ""]
     return "\n".join(lines)
+
+
+def _mix_note(runs: Mapping[str, list[Run]]) -> str:
+    """What u_t = 1 - majority means under the biased colouring (empty when no arm is biased)."""
+    majorities = {
+        r.config["data"]["init_args"].get("majority")
+        for arm_runs in runs.values()
+        for r in arm_runs
+        if r.config["data"]["init_args"].get("bias") == "biased"
+    }
+    if len(majorities) != 1:
+        return ""
+    (majority,) = majorities
+    return (
+        f" Under the biased colouring ({majority:.0%} of a class in its colour, the rest split evenly) u_t = "
+        f"{1 - majority:g} is what a generator gives that draws every digit of a class in the class's colour."
+    )
 
 
 def _progress_section(run_dirs: Mapping[str, list[Path]], ledger: Sequence[dict]) -> str:

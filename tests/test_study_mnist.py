@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_RUN
 
+from selfloop.analysis.runs import Run
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # 32 px (the digits are padded, never cropped) and most digits in validation: a seconds-long run.
@@ -50,6 +52,7 @@ def test_a_study_writes_its_readme_section_from_its_runs_and_a_rerun_skips_finis
     # one arm, one arch: the FID, accuracy, single-bias and subgroup-variation rows, none decided on one seed
     assert "Of the 4 rows on the paper's takeaways: 4 cannot tell at this scale." in section
     assert "| 1 | 111.7 |" in section  # Table 1 next to the study's FID
+    assert "| generation | unbiased: u_t |" in section and "under the biased colouring" not in section.lower()
     seconds = study.generation_seconds(console)
     assert set(seconds) == {0, 1} and all(s > 0 for s in seconds.values())
     assert "| unbiased | " in section and "Total: " in section
@@ -120,3 +123,18 @@ def test_the_wall_time_ledger_keeps_earlier_invocations_and_is_on_disk_while_one
         assert entries[0] == {"jobs": 1, "seconds": 100.0}
         assert entries[1]["jobs"] == 2 and entries[1]["seconds"] > 0
     assert len(json.loads(ledger.read_text())) == 2
+
+
+def test_the_mix_note_says_what_u_t_means_under_the_biased_colouring():
+    study = _study()
+
+    def run(bias: str, majority: float) -> Run:
+        config = {"data": {"init_args": {"bias": bias, "majority": majority}}}
+        return Run(Path(f"/runs/{bias}"), config, 0, bias, {}, {}, [], True)
+
+    note = study._mix_note({"unbiased": [run("unbiased", 0.8)], "biased": [run("biased", 0.7)]})
+    assert note == (
+        " Under the biased colouring (70% of a class in its colour, the rest split evenly) u_t = 0.3 is what a "
+        "generator gives that draws every digit of a class in the class's colour."
+    )
+    assert study._mix_note({"unbiased": [run("unbiased", 0.8)]}) == ""

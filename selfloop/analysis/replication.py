@@ -295,6 +295,25 @@ def fid_table(arms: Mapping[str, Sequence[Run]]) -> list[str]:
     return lines
 
 
+def mix_table(arms: Mapping[str, Sequence[Run]]) -> list[str]:
+    """The generated samples' subgroup mix against the real one (``u_t``) per generation and arm, mean [min-max]
+    over seeds: what the generator made of the arm's colouring."""
+    generations = sorted(
+        {
+            g
+            for runs in arms.values()
+            for r in runs
+            for (g, arch, m) in r.metrics
+            if (arch, m) == (GENERATOR_ARCH, "u_t")
+        }
+    )
+    lines = ["| generation | " + " | ".join(f"{a}: u_t" for a in arms) + " |", "|---|" + "---|" * len(arms)]
+    for g in generations:
+        cells = [spread(_values(runs, g, GENERATOR_ARCH, "u_t"), "{:.3f}") for runs in arms.values()]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def accuracy_table(arms: Mapping[str, Sequence[Run]], archs: Sequence[str]) -> list[str]:
     """Each arch's test accuracy per arm at generation 0 and at the last, mean [min-max] over seeds: the
     context of every bias verdict (a classifier near chance answers every subgroup alike and reads as fair)."""

@@ -31,6 +31,7 @@ def _run(arm: str, seed: int, worst_slope: dict[str, float], md_slope: float, fi
             metrics[(g, arch, "worst_group_acc")] = 0.85 + worst_slope[arch] * g + jitter(0.002)
         if g >= 1:
             metrics[(g, "generator", "fid_raw")] = 10.0 + fid_slope * g + jitter(0.1)
+            metrics[(g, "generator", "u_t")] = 0.05 * g + jitter(0.01)
     return Run(
         Path(f"/runs/{arm}/{seed}"), {"loop": {"archs": list(ARCHS)}}, seed, arm, {}, metrics, [], True
     )
@@ -155,3 +156,12 @@ def test_the_tally_counts_the_outcomes_of_the_paper_rows_only():
     assert replication.tally(rows) == (
         f"Of the {len(paper)} rows on the paper's takeaways: {len(paper) - disagree} agree, 4 disagree."
     )
+
+
+def test_the_mix_table_gives_each_arms_u_t_per_generated_generation():
+    arms = _arms()
+    lines = replication.mix_table(arms)
+    assert lines[0] == "| generation | unbiased: u_t | biased: u_t | biased_accumulate: u_t |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == [f"| {g}" for g in range(1, 7)]
+    values = [r.metrics[(3, "generator", "u_t")] for r in arms["biased"]]
+    assert lines[4].split(" | ")[2] == f"{np.mean(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
