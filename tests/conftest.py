@@ -33,6 +33,15 @@ TINY_RUN = [
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first. The two workers take files in collection order (``--dist loadfile
+    --no-loadscope-reorder``): by default xdist orders files by their number of tests, which put the slow
+    files, with few tests each, last, so one worker ran them alone while the other sat idle. Longest first
+    keeps both busy to the end (the order inside each group is kept)."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def tiny_args(run_dir: Path, *extra: str) -> list[str]:
     """CLI arguments of a seconds-long run of the quick-start config in ``run_dir``."""
     config = str(ROOT / "configs" / "digits.yaml")
