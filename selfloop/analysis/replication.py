@@ -118,24 +118,25 @@ def improves(contrasts: list[Contrast]) -> tuple[str, str]:
     return CANNOT_TELL, _undecided(contrasts)
 
 
-def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
-    """Single-bias metrics barely change: every contrast is equivalent to 0 within the catalogue's margin."""
+def _moves(contrasts: list[Contrast], if_changed: str, if_unchanged: str) -> tuple[str, str]:
+    """``if_changed`` when some contrast changes, ``if_unchanged`` when every one is shown unchanged within its
+    margin, else cannot tell; with the count that decided it."""
     moved = [c for c in contrasts if c.changed]
     if moved:
-        return DISAGREES, f"{len(moved)} of {len(contrasts)} contrasts change"
+        return if_changed, f"{len(moved)} of {len(contrasts)} contrasts change"
     if all(_equivalent(c) for c in contrasts):
-        return AGREES, f"all {len(contrasts)} contrasts are unchanged within their margins"
+        return if_unchanged, f"all {len(contrasts)} contrasts are unchanged within their margins"
     return CANNOT_TELL, _undecided(contrasts)
+
+
+def barely_changes(contrasts: list[Contrast]) -> tuple[str, str]:
+    """Single-bias metrics barely change: every contrast is equivalent to 0 within the catalogue's margin."""
+    return _moves(contrasts, if_changed=DISAGREES, if_unchanged=AGREES)
 
 
 def varies(contrasts: list[Contrast]) -> tuple[str, str]:
     """Subgroup performance varies with generated data: some contrast changes."""
-    moved = [c for c in contrasts if c.changed]
-    if moved:
-        return AGREES, f"{len(moved)} of {len(contrasts)} contrasts change"
-    if all(_equivalent(c) for c in contrasts):
-        return DISAGREES, f"all {len(contrasts)} contrasts are unchanged within their margins"
-    return CANNOT_TELL, _undecided(contrasts)
+    return _moves(contrasts, if_changed=AGREES, if_unchanged=DISAGREES)
 
 
 def differs(contrasts: list[Contrast]) -> tuple[str, str]:
